@@ -5,7 +5,12 @@
 //! errors. That is what lets the engine, the mock upstream and the benches share this code and
 //! lets tests drive it byte for byte.
 #![forbid(unsafe_code)]
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 pub mod error;
 pub mod request;
