@@ -30,5 +30,6 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/pip install -q --disable-pip-version-check -r tests/interop/requirements.txt
-SLUICE_BIN="$PWD/target/debug/sluice" LOADGEN_BIN="$PWD/target/debug/sluice-loadgen" \
+TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+SLUICE_BIN="$TARGET_DIR/debug/sluice" LOADGEN_BIN="$TARGET_DIR/debug/sluice-loadgen" \
   .venv/bin/python -m pytest -q tests/interop
