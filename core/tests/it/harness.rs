@@ -201,6 +201,27 @@ impl Sluice {
         false
     }
 
+    /// Sum of every series of metric `name` (all label sets), 0 if absent.
+    pub fn metric_sum(&self, name: &str) -> f64 {
+        self.metrics()
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+            .sum()
+    }
+
+    /// Wait until the sum over all label sets of `name` reaches `value`.
+    pub fn wait_metric_sum(&self, name: &str, value: f64) -> bool {
+        let end = std::time::Instant::now() + DEADLINE;
+        while std::time::Instant::now() < end {
+            if self.metric_sum(name) == value {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
     pub fn request(&self, raw: &str) -> Response {
         http(self.addr, raw)
     }
