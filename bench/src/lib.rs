@@ -1,2 +1,6 @@
-//! Benchmarks live in `benches/`.
+//! Inputs and candidate implementations for the benches in `benches/` and the accuracy tests
+//! in `tests/`. See `README.md` for how to run them and the latest numbers.
 #![forbid(unsafe_code)]
+
+pub mod corpus;
+pub mod scan;

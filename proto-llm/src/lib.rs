@@ -12,8 +12,13 @@
     clippy::indexing_slicing
 )]
 
+pub mod anthropic;
 pub mod error;
 pub mod request;
+pub mod responses;
 pub mod sse;
 pub mod synth;
+pub mod tokenize;
+pub mod track;
+pub mod translate;
 pub mod usage;

@@ -130,6 +130,161 @@ pub fn rewrite_model(body: &[u8], new_model: &str) -> Result<Vec<u8>, RequestErr
     Ok(out)
 }
 
+/// The body of a streamed Chat request with `stream_options.include_usage: true`, for a gateway
+/// that must read the usage whatever the client asked (see `track::strip_injected_usage` for
+/// the way back).
+///
+/// Works on the bytes like [`rewrite_model`]: an absent `stream_options` is inserted first in
+/// the object, a `null` one replaced, an existing object re-written with `include_usage`
+/// set and its other options kept; every other byte is unchanged.
+pub fn force_include_usage(body: &[u8]) -> Result<Vec<u8>, RequestError> {
+    const OPTIONS: &str = r#"{"include_usage":true}"#;
+    let top = TopLevel::parse(body)?;
+    if top.duplicate == Some("stream_options") {
+        return Err(duplicate("stream_options"));
+    }
+    let (start, end, replacement) = match top.stream_options {
+        Some(raw) => {
+            let range = subslice_range(body, raw.get().as_bytes()).ok_or_else(|| {
+                RequestError::InvalidJson("could not locate stream_options".to_owned())
+            })?;
+            let replacement = match non_null(Some(raw)) {
+                None => OPTIONS.to_owned(),
+                Some(options) => {
+                    include_usage_of(options)?;
+                    let mut map: serde_json::Map<String, serde_json::Value> =
+                        serde_json::from_str(options.get()).map_err(|e| {
+                            RequestError::InvalidField {
+                                field: "stream_options",
+                                message: e.to_string(),
+                            }
+                        })?;
+                    map.insert("include_usage".to_owned(), serde_json::Value::Bool(true));
+                    serde_json::to_string(&map).map_err(|e| RequestError::InvalidField {
+                        field: "stream_options",
+                        message: e.to_string(),
+                    })?
+                }
+            };
+            (range.start, range.end, replacement)
+        }
+        None => {
+            // Insert right after the opening brace (`TopLevel::parse` saw an object).
+            let open = body
+                .iter()
+                .position(|&b| b == b'{')
+                .ok_or(RequestError::NotAnObject)?;
+            let after = body.get(open + 1..).unwrap_or_default();
+            let empty = after
+                .iter()
+                .find(|b| !b.is_ascii_whitespace())
+                .is_some_and(|&b| b == b'}');
+            let comma = if empty { "" } else { "," };
+            (
+                open + 1,
+                open + 1,
+                format!(r#""stream_options":{OPTIONS}{comma}"#),
+            )
+        }
+    };
+    let mut out = Vec::with_capacity(body.len() + replacement.len());
+    out.extend_from_slice(body.get(..start).unwrap_or_default());
+    out.extend_from_slice(replacement.as_bytes());
+    out.extend_from_slice(body.get(end..).unwrap_or_default());
+    Ok(out)
+}
+
+/// The prompt of a request as `(role, text)` pairs, for counting its tokens when the upstream
+/// reports no usage. Reads every shape Sluice accepts: Chat `messages` (string or part
+/// contents), Anthropic `system` and `messages` (text and tool blocks), Responses
+/// `instructions` and `input` (string or items), Completions `prompt` and Embeddings `input`
+/// (strings). Tool call arguments and tool results count as text; images and other media are
+/// not counted. Returns an empty list for a body that is not a JSON object.
+pub fn prompt_messages(body: &[u8]) -> Vec<(String, String)> {
+    let Ok(serde_json::Value::Object(top)) = serde_json::from_slice::<serde_json::Value>(body)
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for key in ["system", "instructions"] {
+        if let Some(v) = top.get(key) {
+            push_text(&mut out, "system", v);
+        }
+    }
+    for key in ["messages", "input", "prompt"] {
+        match top.get(key) {
+            Some(serde_json::Value::Array(items)) => {
+                for item in items {
+                    let role = item
+                        .get("role")
+                        .and_then(serde_json::Value::as_str)
+                        .unwrap_or(if key == "messages" { "user" } else { "" });
+                    push_text(&mut out, role, item);
+                }
+            }
+            Some(v) => push_text(&mut out, "user", v),
+            None => {}
+        }
+    }
+    out
+}
+
+/// Appends the text of `value` as one message: strings as they are, and in objects and arrays
+/// the strings under the keys that carry text.
+fn push_text(out: &mut Vec<(String, String)>, role: &str, value: &serde_json::Value) {
+    let mut text = String::new();
+    collect_text(value, &mut text, 0);
+    if !text.is_empty() || matches!(value, serde_json::Value::Object(_)) {
+        out.push((role.to_owned(), text));
+    }
+}
+
+fn collect_text(value: &serde_json::Value, text: &mut String, depth: usize) {
+    const TEXT_KEYS: [&str; 9] = [
+        "content",
+        "text",
+        "tool_calls",
+        "function",
+        "arguments",
+        "output",
+        "input",
+        "name",
+        "thinking",
+    ];
+    if depth > 16 {
+        return;
+    }
+    match value {
+        serde_json::Value::String(s) => {
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            text.push_str(s);
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                collect_text(item, text, depth + 1);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for key in TEXT_KEYS {
+                if let Some(v) = map.get(key) {
+                    if key == "input" && v.is_object() {
+                        // A tool_use block's input: count its JSON form.
+                        if !text.is_empty() {
+                            text.push('\n');
+                        }
+                        text.push_str(&v.to_string());
+                    } else {
+                        collect_text(v, text, depth + 1);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// The top-level fields we care about, each as its raw JSON text borrowed from the body.
 #[derive(Default)]
 struct TopLevel<'a> {
@@ -313,7 +468,7 @@ fn include_usage_of(options: &RawValue) -> Result<bool, RequestError> {
 }
 
 /// Where `part`, a slice borrowed from `whole`, sits in it.
-fn subslice_range(whole: &[u8], part: &[u8]) -> Option<Range<usize>> {
+pub(crate) fn subslice_range(whole: &[u8], part: &[u8]) -> Option<Range<usize>> {
     let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
     let end = start.checked_add(part.len())?;
     (whole.get(start..end) == Some(part)).then_some(start..end)
@@ -513,6 +668,42 @@ mod tests {
     }
 
     #[test]
+    fn force_include_usage_cases() {
+        let force =
+            |body: &str| String::from_utf8(force_include_usage(body.as_bytes()).unwrap()).unwrap();
+        assert_eq!(
+            force(r#"{"model":"m","stream":true}"#),
+            r#"{"stream_options":{"include_usage":true},"model":"m","stream":true}"#
+        );
+        assert_eq!(
+            force(r#" { } "#),
+            r#" {"stream_options":{"include_usage":true} } "#
+        );
+        assert_eq!(
+            force(r#"{"model":"m", "stream_options" : null, "x": 1.50}"#),
+            r#"{"model":"m", "stream_options" : {"include_usage":true}, "x": 1.50}"#
+        );
+        assert_eq!(
+            force(
+                r#"{"stream_options":{"include_obfuscation":false,"include_usage":false},"model":"m"}"#
+            ),
+            r#"{"stream_options":{"include_obfuscation":false,"include_usage":true},"model":"m"}"#
+        );
+        let forced =
+            force_include_usage(br#"{"model":"m","stream":true,"stream_options":{}}"#).unwrap();
+        assert!(inspect(&forced).unwrap().include_usage);
+        for bad in [
+            &br#"{"model":"m","stream_options":true}"#[..],
+            br#"{"model":"m","stream_options":{"include_usage":"yes"}}"#,
+            br#"{"stream_options":{},"stream_options":{}}"#,
+            b"[]",
+            b"{",
+        ] {
+            assert!(force_include_usage(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn rewrite_errors() {
         assert_eq!(rewrite_model(b"{}", "x"), Err(RequestError::MissingModel));
         assert_eq!(rewrite_model(b"[]", "x"), Err(RequestError::NotAnObject));
@@ -528,5 +719,29 @@ mod tests {
             rewrite_model(br#"{"model":"a","model":"b"}"#, "x"),
             Err(RequestError::InvalidField { field: "model", .. })
         ));
+    }
+
+    #[test]
+    fn prompt_messages_of_every_api() {
+        let chat = br#"{"model":"m","messages":[{"role":"system","content":"be brief"},{"role":"user","content":[{"type":"text","text":"hi"},{"type":"image_url","image_url":{"url":"data:x"}}]},{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}]}]}"#;
+        let m = prompt_messages(chat);
+        assert_eq!(m[0], ("system".to_owned(), "be brief".to_owned()));
+        assert_eq!(m[1], ("user".to_owned(), "hi".to_owned()));
+        assert!(m[2].1.contains("{\"a\":1}") && m[2].1.contains('f'));
+        let anthropic = br#"{"model":"m","max_tokens":5,"system":"sys","messages":[{"role":"user","content":"hello"}]}"#;
+        assert_eq!(
+            prompt_messages(anthropic),
+            vec![
+                ("system".to_owned(), "sys".to_owned()),
+                ("user".to_owned(), "hello".to_owned())
+            ]
+        );
+        let responses = br#"{"model":"m","instructions":"inst","input":"question"}"#;
+        assert_eq!(prompt_messages(responses).len(), 2);
+        assert_eq!(
+            prompt_messages(br#"{"model":"m","prompt":"p"}"#),
+            vec![("user".to_owned(), "p".to_owned())]
+        );
+        assert!(prompt_messages(b"not json").is_empty());
     }
 }

@@ -6,7 +6,8 @@
 //!
 //! **Scope:** only the OpenAI Chat Completions / Completions / Embeddings `usage` object at the
 //! top level. Responses API (`response.usage`) and Anthropic (`message.usage`, cumulative
-//! `message_delta.usage`) have other shapes and semantics and are not read here.
+//! `message_delta.usage`) have other shapes and semantics: `crate::track` reads them, on the
+//! same reused parse buffers.
 
 use std::fmt;
 
@@ -67,25 +68,36 @@ impl UsageExtractor {
         if !self.may_have_usage(json) {
             return None;
         }
+        self.with_tape(json, read_usage)
+    }
+
+    /// Parses `json` into the reused buffers and hands the document to `read`; `None` if it is
+    /// not valid JSON. Other readers of the same parse machinery (`crate::track`) use this, so a
+    /// tracker holds one set of buffers whatever the API.
+    pub(crate) fn with_tape<T>(
+        &mut self,
+        json: &[u8],
+        read: impl FnOnce(simd_json::tape::Value<'_, '_>) -> Option<T>,
+    ) -> Option<T> {
         let len = json.len();
         self.scratch.clear();
         self.scratch.extend_from_slice(json);
         self.scratch.resize(len + simd_json::INPUT_PADDING, 0);
 
         let mut tape: Tape<'_> = std::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
-        let usage =
+        let value =
             match simd_json::fill_tape_padded(&mut self.scratch, len, &mut self.buffers, &mut tape)
             {
-                Ok(()) => read_usage(tape.as_value()),
+                Ok(()) => read(tape.as_value()),
                 Err(_) => None,
             };
         self.tape = tape.reset();
-        usage
+        value
     }
 
     /// Cheap pre-check: is there a `"usage"` key whose value is not `null`? Every chunk of an
     /// `include_usage` stream carries `"usage":null`, so a bare search would parse them all.
-    fn may_have_usage(&self, json: &[u8]) -> bool {
+    pub(crate) fn may_have_usage(&self, json: &[u8]) -> bool {
         self.finder.find_iter(json).any(|at| {
             let after = json.get(at + USAGE_KEY.len()..).unwrap_or_default();
             let after = skip_ws(after);
@@ -120,7 +132,7 @@ fn skip_ws(bytes: &[u8]) -> &[u8] {
     bytes.get(start..).unwrap_or_default()
 }
 
-fn read_usage(doc: simd_json::tape::Value<'_, '_>) -> Option<Usage> {
+pub(crate) fn read_usage(doc: simd_json::tape::Value<'_, '_>) -> Option<Usage> {
     let usage = doc.get("usage")?;
     if !usage.is_object() {
         return None;
