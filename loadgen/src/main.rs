@@ -1,11 +1,13 @@
 //! `sluice-loadgen`: the mock OpenAI upstream (`sluice-loadgen mock`) used by Sluice's tests and
-//! benchmarks. (The load generator itself, `run`, comes with the benchmarking issue.)
+//! benchmarks, and the load generator (`sluice-loadgen run`).
 //!
-//! Output contract: the ready line (`listening on ADDR`) is the only thing written to stdout;
-//! logs go to stderr (`RUST_LOG` filters them, default `info`).
+//! Output contract: `mock` writes only its ready line (`listening on ADDR`) to stdout; `run`
+//! writes only its results table there. Logs go to stderr (`RUST_LOG` filters them; default
+//! `info` for `mock`, `warn` for `run`, whose progress line shares stderr).
 #![forbid(unsafe_code)]
 
 mod mock;
+mod run;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -17,7 +19,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     name = "sluice-loadgen",
     version,
-    about = "Mock OpenAI upstream (and, later, load generator) for Sluice"
+    about = "Load generator and mock OpenAI upstream for Sluice"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -29,12 +31,17 @@ enum Command {
     /// Serve an OpenAI-compatible mock upstream: chat completions, completions, embeddings and
     /// models in the exact OpenAI wire format, with pacing and fault injection for tests.
     Mock(mock::MockArgs),
+    /// Generate load against an OpenAI-compatible endpoint (chat, completions, embeddings;
+    /// streamed or not) and report TTFT, inter-token latency, time per output token, latency,
+    /// throughput and errors by class. Exit status: 0 the run completed (even with request
+    /// errors), 1 nothing could be sent (no request got a response), 2 bad arguments.
+    Run(run::RunArgs),
 }
 
-fn init_logging() {
+fn init_logging(default: &str) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -44,15 +51,21 @@ fn init_logging() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
     match cli.command {
-        Command::Mock(args) => match mock::run(args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("sluice-loadgen mock: {e}");
-                ExitCode::FAILURE
+        Command::Run(args) => {
+            init_logging("warn");
+            run::run(args)
+        }
+        Command::Mock(args) => {
+            init_logging("info");
+            match mock::run(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sluice-loadgen mock: {e}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
     }
 }
 
@@ -66,31 +79,16 @@ mod tests {
         Cli::command().debug_assert();
     }
 
-    #[test]
-    fn help_documents_every_mock_flag() {
+    /// Checks that subcommand `name` documents every one of its flags and mentions each of
+    /// `words` in its long help.
+    fn assert_documented(name: &str, words: &[&str]) {
         let mut cmd = Cli::command();
-        let mock = cmd.find_subcommand_mut("mock").unwrap();
-        let help = mock.render_long_help().to_string();
-        for flag in [
-            "--listen",
-            "--workers",
-            "--io-driver",
-            "--tokens",
-            "--tokens-per-second",
-            "--itl-ms",
-            "--ttft-ms",
-            "--delay-headers-ms",
-            "--fault-status",
-            "--fault-rate",
-            "--drop-after",
-            "--stall-after",
-            "--no-usage",
-            "--require-key",
-            "--models",
-        ] {
-            assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
+        let sub = cmd.find_subcommand_mut(name).unwrap();
+        let help = sub.render_long_help().to_string();
+        for word in words {
+            assert!(help.contains(word), "{word} missing from --help:\n{help}");
         }
-        for arg in mock.get_arguments() {
+        for arg in sub.get_arguments() {
             if arg.get_id() != "help" {
                 assert!(
                     arg.get_help().is_some(),
@@ -99,5 +97,62 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn help_documents_every_run_flag_and_the_exit_status() {
+        assert_documented(
+            "run",
+            &[
+                "--url",
+                "--model",
+                "--endpoint",
+                "--concurrency",
+                "--duration",
+                "--requests",
+                "--rate",
+                "--arrival",
+                "--seed",
+                "--stream",
+                "--no-include-usage",
+                "--prompt-tokens",
+                "--max-tokens",
+                "--api-key",
+                "--header",
+                "--warmup",
+                "--timeout",
+                "--stall-threshold",
+                "--workers",
+                "--io-driver",
+                "--source-ips",
+                "--json",
+                "--quiet",
+                "Exit status",
+            ],
+        );
+    }
+
+    #[test]
+    fn help_documents_every_mock_flag() {
+        assert_documented(
+            "mock",
+            &[
+                "--listen",
+                "--workers",
+                "--io-driver",
+                "--tokens",
+                "--tokens-per-second",
+                "--itl-ms",
+                "--ttft-ms",
+                "--delay-headers-ms",
+                "--fault-status",
+                "--fault-rate",
+                "--drop-after",
+                "--stall-after",
+                "--no-usage",
+                "--require-key",
+                "--models",
+            ],
+        );
     }
 }

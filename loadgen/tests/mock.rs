@@ -706,3 +706,391 @@ fn bad_flags_fail_fast() {
     assert!(help.status.success());
     assert!(String::from_utf8_lossy(&help.stdout).contains("--stall-after"));
 }
+
+/// `event:` frames of a stream body: (name, data), each name checked against its `type`.
+fn events(body: &str) -> Vec<(String, Value)> {
+    body.split_terminator("\n\n")
+        .map(|frame| {
+            let (event, data) = frame.split_once('\n').unwrap();
+            let name = event.strip_prefix("event: ").unwrap().to_owned();
+            let data: Value = serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap();
+            assert_eq!(data["type"], name.as_str(), "{frame}");
+            (name, data)
+        })
+        .collect()
+}
+
+/// What the generator produces for `body` with the id and time the mock chose.
+fn generated(endpoint: Endpoint, body: &str, id: &str, created: u64) -> String {
+    let req = SynthRequest::parse(endpoint, body.as_bytes(), None).unwrap();
+    let mut gen = SynthStream::new(&req, id, created);
+    let mut want = Vec::new();
+    while gen.next_frame(&mut want) {}
+    String::from_utf8(want).unwrap()
+}
+
+const ANTHROPIC: &str = "anthropic-version: 2023-06-01\r\n";
+
+#[test]
+fn anthropic_messages_on_both_drivers() {
+    for driver in ["epoll", "uring"] {
+        let m = mock(&["--io-driver", driver, "--require-key", "sk-ant"]);
+        let key = "x-api-key: sk-ant\r\n";
+        let body = r#"{"model":"claude-test","max_tokens":64,"system":"be brief","messages":[{"role":"user","content":"one two three"}]}"#;
+        // The real API requires anthropic-version; errors come in Anthropic's shape.
+        let r = m.request(&post("/v1/messages", body, key));
+        assert_eq!(r.status, 400, "{driver}");
+        assert_eq!(
+            r.json(),
+            json!({"type":"error","error":{"type":"invalid_request_error",
+                   "message":"anthropic-version: header is required"}})
+        );
+        let r = m.request(&post("/v1/messages", body, ANTHROPIC));
+        assert_eq!(r.status, 401);
+        assert_eq!(r.json()["error"]["type"], "authentication_error");
+        let r = m.request(&post(
+            "/v1/messages",
+            r#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#,
+            &format!("{key}{ANTHROPIC}"),
+        ));
+        assert_eq!(r.status, 400);
+        assert_eq!(r.json()["type"], "error");
+        assert_eq!(r.json()["error"]["message"], "max_tokens: Field required");
+        let r = m.request("GET /v1/messages HTTP/1.1\r\nHost: m\r\n\r\n");
+        assert_eq!(r.status, 405);
+        assert_eq!(r.json()["error"]["type"], "not_found_error");
+
+        // Non-streaming: the generator's body for this id.
+        let r = m.request(&post("/v1/messages", body, &format!("{key}{ANTHROPIC}")));
+        assert_eq!(r.status, 200);
+        let v = r.json();
+        assert_eq!(v["type"], "message");
+        assert_eq!(v["content"][0]["text"], "one two three");
+        assert_eq!(v["stop_reason"], "end_turn");
+        assert_eq!(v["usage"]["output_tokens"], 3);
+        let id = v["id"].as_str().unwrap();
+        assert!(id.starts_with("msg_"));
+        let req = SynthRequest::parse(Endpoint::Messages, body.as_bytes(), None).unwrap();
+        assert_eq!(
+            r.text(),
+            String::from_utf8(sluice_proto_llm::synth::response_body(&req, id, 0)).unwrap()
+        );
+
+        // Streaming, with a Bearer key this time: one HTTP chunk per event.
+        let stream = body.replacen('{', r#"{"stream":true,"#, 1);
+        let r = m.request(&post(
+            "/v1/messages",
+            &stream,
+            &format!("Authorization: Bearer sk-ant\r\n{ANTHROPIC}"),
+        ));
+        assert_eq!(r.status, 200);
+        assert!(r.complete);
+        assert_eq!(r.header("content-type"), Some("text/event-stream"));
+        assert_eq!(r.header("cache-control"), Some("no-cache"));
+        for chunk in &r.chunks {
+            let chunk = std::str::from_utf8(chunk).unwrap();
+            assert!(chunk.starts_with("event: ") && chunk.ends_with("\n\n"));
+            assert_eq!(chunk.matches("\n\n").count(), 1, "{chunk:?}");
+        }
+        let text = r.text();
+        let events = events(&text);
+        let names = names(&events);
+        assert_eq!(
+            names,
+            [
+                "message_start",
+                "content_block_start",
+                "ping",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+        let id = events[0].1["message"]["id"].as_str().unwrap();
+        assert_eq!(text, generated(Endpoint::Messages, &stream, id, 0));
+        assert_eq!(events[7].1["usage"]["output_tokens"], 3);
+
+        let stats = m.stats();
+        assert_eq!(stats["messages"], 5);
+        assert_eq!(stats["streams_completed"], 1);
+        assert_eq!(stats["last_path"], "/v1/messages");
+        assert_eq!(stats["last_headers"]["anthropic-version"], "2023-06-01");
+        assert_eq!(stats["last_authorization"], "Bearer sk-ant");
+        let r = m.request(&post("/v1/messages", body, &format!("{key}{ANTHROPIC}")));
+        assert_eq!(r.status, 200);
+        assert_eq!(m.stats()["last_headers"]["x-api-key"], "sk-ant");
+    }
+}
+
+const WEATHER_TOOL: &str = r#"{"name":"get_weather","description":"d","input_schema":{"type":"object","properties":{"city":{"type":"string"},"days":{"type":"integer"}},"required":["city"]}}"#;
+
+#[test]
+fn anthropic_tool_call_and_in_stream_error() {
+    let m = mock(&[]);
+    let body = format!(
+        r#"{{"model":"m","max_tokens":500,"stream":true,"tools":[{WEATHER_TOOL}],"messages":[{{"role":"user","content":"please call get_weather for Paris"}}]}}"#
+    );
+    let r = m.request(&post("/v1/messages", &body, ANTHROPIC));
+    assert!(r.complete);
+    let events = events(&r.text());
+    assert_eq!(events[1].1["content_block"]["type"], "tool_use");
+    assert_eq!(events[1].1["content_block"]["name"], "get_weather");
+    assert_eq!(events[1].1["content_block"]["input"], json!({}));
+    let partial: String = events
+        .iter()
+        .filter(|(n, _)| n == "content_block_delta")
+        .map(|(_, d)| d["delta"]["partial_json"].as_str().unwrap().to_owned())
+        .collect();
+    let input: Value = serde_json::from_str(&partial).unwrap();
+    assert_eq!(
+        input,
+        json!({"city":"please call get_weather for Paris","days":42})
+    );
+    let delta = &events[events.len() - 2].1;
+    assert_eq!(delta["delta"]["stop_reason"], "tool_use");
+    // The follow-up turn with the tool result gets the result echoed.
+    let follow = format!(
+        r#"{{"model":"m","max_tokens":500,"tools":[{WEATHER_TOOL}],"messages":[
+            {{"role":"user","content":"please call get_weather for Paris"}},
+            {{"role":"assistant","content":[{{"type":"tool_use","id":"toolu_1","name":"get_weather","input":{input}}}]}},
+            {{"role":"user","content":[{{"type":"tool_result","tool_use_id":"toolu_1","content":"sunny, 21 C"}}]}}]}}"#
+    );
+    let v = m.request(&post("/v1/messages", &follow, ANTHROPIC)).json();
+    assert_eq!(v["content"][0]["text"], "sunny, 21 C");
+    assert_eq!(m.stats()["tool_calls"], 1);
+
+    // An error inside the 200 stream: event: error, then the body ends cleanly.
+    let m = mock(&["--error-event-after", "2", "--tokens", "10"]);
+    let body = r#"{"model":"m","max_tokens":500,"stream":true,"messages":[{"role":"user","content":"a b c"}]}"#;
+    let r = m.request(&post("/v1/messages", body, ANTHROPIC));
+    assert!(r.complete, "the body must end with its terminating chunk");
+    let events = events_of(&r);
+    let names = names(&events);
+    assert_eq!(
+        names,
+        [
+            "message_start",
+            "content_block_start",
+            "ping",
+            "content_block_delta",
+            "content_block_delta",
+            "error"
+        ]
+    );
+    assert_eq!(events[5].1["error"]["type"], "overloaded_error");
+    let stats = m.stats();
+    assert_eq!(stats["streams_errored"], 1);
+    assert_eq!(stats["streams_completed"], 0);
+    assert_eq!(stats["token_chunks_sent"], 2);
+}
+
+#[test]
+fn responses_stream_body_tool_call_and_error() {
+    let m = mock(&[]);
+    let body = r#"{"model":"gpt-test","input":"one two three","instructions":"be brief","max_output_tokens":100}"#;
+    let r = m.request(&post("/v1/responses", body, ""));
+    assert_eq!(r.status, 200);
+    let v = r.json();
+    assert_eq!(v["object"], "response");
+    assert_eq!(v["status"], "completed");
+    assert_eq!(v["instructions"], "be brief");
+    assert_eq!(v["output"][0]["content"][0]["text"], "one two three");
+    assert_eq!(v["usage"]["output_tokens"], 3);
+    let id = v["id"].as_str().unwrap();
+    assert!(id.starts_with("resp_"));
+
+    let stream = body.replacen('{', r#"{"stream":true,"#, 1);
+    let r = m.request(&post("/v1/responses", &stream, ""));
+    assert!(r.complete);
+    assert_eq!(r.chunks.len(), 3 + 3 + 4 + 1);
+    let text = r.text();
+    let events = events(&text);
+    for (i, (_, data)) in events.iter().enumerate() {
+        assert_eq!(data["sequence_number"], i);
+    }
+    let created = &events[0].1["response"];
+    let id = created["id"].as_str().unwrap();
+    let at = created["created_at"].as_u64().unwrap();
+    assert_eq!(text, generated(Endpoint::Responses, &stream, id, at));
+    assert_eq!(events.last().unwrap().0, "response.completed");
+
+    // A function call, streamed.
+    let tools = r#"[{"type":"function","name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}]"#;
+    let call = format!(
+        r#"{{"model":"m","stream":true,"tools":{tools},"tool_choice":"required","input":"Paris"}}"#
+    );
+    let events = events_of(&m.request(&post("/v1/responses", &call, "")));
+    let args: String = events
+        .iter()
+        .filter(|(n, _)| n == "response.function_call_arguments.delta")
+        .map(|(_, d)| d["delta"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        serde_json::from_str::<Value>(&args).unwrap(),
+        json!({"city":"Paris"})
+    );
+    let done = &events[events.len() - 1].1["response"]["output"][0];
+    assert_eq!(done["type"], "function_call");
+    assert_eq!(done["arguments"], args.as_str());
+    // The follow-up with the output.
+    let follow = format!(
+        r#"{{"model":"m","tools":{tools},"input":[{{"role":"user","content":"Paris"}},
+            {{"type":"function_call","call_id":"{}","name":"get_weather","arguments":"{{}}"}},
+            {{"type":"function_call_output","call_id":"{}","output":"rainy"}}]}}"#,
+        done["call_id"].as_str().unwrap(),
+        done["call_id"].as_str().unwrap()
+    );
+    let v = m.request(&post("/v1/responses", &follow, "")).json();
+    assert_eq!(v["output"][0]["content"][0]["text"], "rainy");
+    let stats = m.stats();
+    assert_eq!(stats["responses"], 4);
+    assert_eq!(stats["tool_calls"], 1);
+
+    // Validation errors are OpenAI-shaped here.
+    let r = m.request(&post(
+        "/v1/responses",
+        r#"{"model":"m","input":"x","max_output_tokens":8}"#,
+        "",
+    ));
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"]["param"], "max_output_tokens");
+
+    // error, then response.failed, and a clean end of body.
+    let m = mock(&["--error-event-after", "1"]);
+    let r = m.request(&post("/v1/responses", &stream, ""));
+    assert!(r.complete);
+    let events = events_of(&r);
+    let names = names(&events);
+    assert_eq!(
+        names,
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "error",
+            "response.failed"
+        ]
+    );
+    assert_eq!(events[6].1["response"]["status"], "failed");
+    assert_eq!(events[6].1["sequence_number"], 6);
+}
+
+fn names(events: &[(String, Value)]) -> Vec<&str> {
+    events.iter().map(|(n, _)| n.as_str()).collect()
+}
+
+fn events_of(r: &Response) -> Vec<(String, Value)> {
+    assert_eq!(r.status, 200);
+    events(&r.text())
+}
+
+#[test]
+fn chat_tool_call_and_in_stream_error() {
+    let m = mock(&["--error-event-after", "2", "--tokens", "9"]);
+    let tools = r#"[{"type":"function","function":{"name":"lookup","parameters":{"type":"object","properties":{"q":{"type":"string"},"n":{"type":"integer"}}}}}]"#;
+    let body = format!(
+        r#"{{"model":"m","stream":true,"tools":{tools},"messages":[{{"role":"user","content":"call lookup with a rather long query"}}]}}"#
+    );
+    // The call's argument fragments count as tokens: the error comes after two of them.
+    let r = m.request(&post("/v1/chat/completions", &body, ""));
+    assert_eq!(r.status, 200);
+    assert!(r.complete);
+    let text = r.text();
+    let frames = datas(&text);
+    assert!(!text.contains("[DONE]"));
+    let last: Value = serde_json::from_str(frames.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["type"], "server_error");
+    assert!(last["error"]["message"].is_string());
+    let first: Value = serde_json::from_str(frames[0]).unwrap();
+    assert_eq!(
+        first["choices"][0]["delta"]["tool_calls"][0]["function"]["name"],
+        "lookup"
+    );
+    assert_eq!(frames.len(), 1 + 2 + 1);
+
+    // Without the error, the fragments make the arguments.
+    let m = mock(&[]);
+    let r = m.request(&post("/v1/chat/completions", &body, ""));
+    let text = r.text();
+    let frames = datas(&text);
+    assert_eq!(frames.last(), Some(&"[DONE]"));
+    let mut args = String::new();
+    let mut finish = Value::Null;
+    for f in &frames[..frames.len() - 1] {
+        let v: Value = serde_json::from_str(f).unwrap();
+        if let Some(a) = v["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str()
+        {
+            args.push_str(a);
+        }
+        if !v["choices"][0]["finish_reason"].is_null() {
+            finish = v["choices"][0]["finish_reason"].clone();
+        }
+    }
+    assert_eq!(finish, "tool_calls");
+    assert_eq!(
+        serde_json::from_str::<Value>(&args).unwrap(),
+        json!({"q":"call lookup with a rather long query","n":42})
+    );
+}
+
+#[test]
+fn faults_use_the_route_shape() {
+    let m = mock(&["--fault-status", "529"]);
+    let chat = r#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#;
+    let r = m.request(&post(
+        "/v1/messages",
+        r#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}]}"#,
+        ANTHROPIC,
+    ));
+    assert_eq!(r.status, 529);
+    assert_eq!(r.json()["type"], "error");
+    assert_eq!(r.json()["error"]["type"], "overloaded_error");
+    let r = m.request(&post("/v1/responses", r#"{"model":"m","input":"x"}"#, ""));
+    assert_eq!(r.status, 529);
+    assert_eq!(r.json()["error"]["type"], "server_error");
+    let r = m.request(&post("/v1/chat/completions", chat, ""));
+    assert_eq!(r.json()["error"]["type"], "server_error");
+    let m = mock(&["--fault-status", "429"]);
+    let r = m.request(&post(
+        "/v1/messages",
+        r#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}]}"#,
+        ANTHROPIC,
+    ));
+    assert_eq!(r.status, 429);
+    assert_eq!(r.json()["error"]["type"], "rate_limit_error");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(
+        r.header("anthropic-ratelimit-requests-remaining"),
+        Some("0")
+    );
+}
+
+#[test]
+fn jittered_pacing_keeps_its_lower_bound() {
+    // Gaps of 40 ms +-50%: never below 20 ms each. Lower bounds only.
+    let m = mock(&[
+        "--itl-ms",
+        "40",
+        "--itl-jitter",
+        "50",
+        "--seed",
+        "3",
+        "--tokens",
+        "6",
+    ]);
+    let body = r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"x"}]}"#;
+    let start = Instant::now();
+    let r = m.request(&post("/v1/chat/completions", body, ""));
+    assert!(r.complete);
+    assert_eq!(token_frames(&r.chunks), 6);
+    assert!(
+        start.elapsed() >= Duration::from_millis(5 * 20),
+        "{:?}",
+        start.elapsed()
+    );
+}

@@ -35,8 +35,21 @@ pub struct MockArgs {
     pub tokens_per_second: f64,
 
     /// Gap between token chunks in milliseconds (an alternative to --tokens-per-second).
+    /// Long slow streams are cheap: `--itl-ms 5000 --tokens 60` holds a stream open for five
+    /// minutes at one token every 5 s.
     #[arg(long, value_name = "MS", conflicts_with = "tokens_per_second")]
     pub itl_ms: Option<u64>,
+
+    /// Spread each gap between token chunks uniformly within +-PCT% of the nominal gap
+    /// (0-100). Deterministic: the draws come from a PRNG seeded by --seed and the request's
+    /// number.
+    #[arg(long, value_name = "PCT", default_value_t = 0,
+          value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub itl_jitter: u8,
+
+    /// Seed of the --itl-jitter draws: the same seed and request order give the same gaps.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
 
     /// Delay before the first stream chunk (time to first token) in milliseconds; added to the
     /// delay of non-streaming replies.
@@ -48,8 +61,9 @@ pub struct MockArgs {
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub delay_headers_ms: u64,
 
-    /// Answer POSTs with this HTTP status (400-599) and an OpenAI error body. 429 also sends
-    /// Retry-After: 1 and x-ratelimit-{limit,remaining,reset}-requests headers.
+    /// Answer POSTs with this HTTP status (400-599) and an error body in the route's shape
+    /// (Anthropic on /v1/messages, OpenAI elsewhere). 429 also sends Retry-After: 1 and rate
+    /// limit headers (x-ratelimit-*, or anthropic-ratelimit-* on /v1/messages).
     #[arg(long, value_name = "CODE", value_parser = clap::value_parser!(u16).range(400..=599))]
     pub fault_status: Option<u16>,
 
@@ -58,15 +72,21 @@ pub struct MockArgs {
     #[arg(long, value_name = "F", requires = "fault_status", value_parser = parse_fraction)]
     pub fault_rate: Option<f64>,
 
-    /// Streams: after N token chunks, close the connection abruptly (no terminating chunk,
-    /// no [DONE]).
-    #[arg(long, value_name = "N", conflicts_with = "stall_after")]
+    /// Streams: after N token chunks (a tool call's argument fragments count), close the
+    /// connection abruptly (no terminating chunk, no [DONE]).
+    #[arg(long, value_name = "N", conflicts_with_all = ["stall_after", "error_event_after"])]
     pub drop_after: Option<u64>,
 
     /// Streams: after N token chunks, stop writing but keep the connection open until the
     /// client closes it (counted in client_disconnects).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", conflicts_with = "error_event_after")]
     pub stall_after: Option<u64>,
+
+    /// Streams: after N token chunks, send an error inside the 200 stream and end the body
+    /// cleanly: chat and completions `data: {"error":..}` without [DONE]; Messages
+    /// `event: error` (overloaded_error); Responses `error` then `response.failed`.
+    #[arg(long, value_name = "N")]
+    pub error_event_after: Option<u64>,
 
     /// Never send usage: no usage chunk and no `"usage":null` in streams even when
     /// stream_options.include_usage asks for them, no usage in JSON bodies. Models servers that
@@ -74,7 +94,8 @@ pub struct MockArgs {
     #[arg(long)]
     pub no_usage: bool,
 
-    /// Require `Authorization: Bearer KEY` on POSTs; otherwise answer 401 (invalid_api_key).
+    /// Require `Authorization: Bearer KEY` on POSTs (on /v1/messages `x-api-key: KEY` works
+    /// too); otherwise answer 401 in the route's error shape.
     #[arg(long, value_name = "KEY")]
     pub require_key: Option<String>,
 
@@ -92,8 +113,14 @@ pub struct MockArgs {
 const ROUTES: &str = "\
 Routes (also without the /v1 prefix):
   POST /v1/chat/completions   POST /v1/completions   POST /v1/embeddings
+  POST /v1/messages (Anthropic; needs the anthropic-version header)   POST /v1/responses
   GET  /v1/models             GET  /v1/models/{id}
-  GET  /mock/stats (counters and the last POST, JSON)   GET /healthz";
+  GET  /mock/stats (counters and the last POST, JSON)   GET /healthz
+
+Replies echo the last user message. When the request offers tools and tool_choice forces one,
+or the last user message says `call NAME` with NAME a tool, the reply is a call of that tool
+with arguments generated from its schema; a conversation ending in tool results gets an echo
+of the results.";
 
 fn parse_rate_per_second(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
@@ -141,13 +168,30 @@ pub enum Cut {
     Drop(u64),
     /// Stop writing after this many token chunks; wait for the client to hang up.
     Stall(u64),
+    /// Send an in-stream error after this many token chunks and end the body cleanly.
+    Error(u64),
 }
 
-impl Cut {
-    pub fn after(self) -> u64 {
-        match self {
-            Cut::Drop(n) | Cut::Stall(n) => n,
-        }
+/// The jitter draws of one stream: xorshift64* seeded by `--seed` and the POST number, so the
+/// same seed and request order give the same gaps (and streams differ from one another).
+#[derive(Debug, Clone)]
+pub struct Draws(u64);
+
+impl Draws {
+    pub fn new(seed: u64, request: u64) -> Self {
+        // Never zero: xorshift would stay at zero.
+        Self((seed ^ request.wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1)
+    }
+
+    /// The next number, uniformly in `[0, 1)`.
+    pub fn next_unit(&mut self) -> f64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        // The top 53 bits, exactly representable.
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
@@ -158,6 +202,10 @@ pub struct Settings {
     /// Gap between token chunks; `None` = unpaced.
     pub gap: Option<Duration>,
     pub ttft: Duration,
+    /// Spread of the gaps, in percent of `gap`.
+    pub jitter_pct: u8,
+    /// Seed of the jitter draws.
+    pub seed: u64,
     pub delay_headers: Duration,
     pub fault: Option<Fault>,
     pub cut: Option<Cut>,
@@ -173,6 +221,7 @@ impl Settings {
         sluice_proto_llm::synth::Pacing {
             ttft: self.ttft,
             gap: self.gap.unwrap_or_default(),
+            jitter_pct: self.jitter_pct,
         }
     }
 }
@@ -206,18 +255,24 @@ impl TryFrom<&MockArgs> for Settings {
                 );
             }
         }
-        let cut = match (args.drop_after, args.stall_after) {
-            (Some(_), Some(_)) => {
-                return Err("--drop-after and --stall-after exclude each other".to_owned())
-            }
-            (Some(n), None) => Some(Cut::Drop(n)),
-            (None, Some(n)) => Some(Cut::Stall(n)),
-            (None, None) => None,
-        };
+        let cuts = [
+            args.drop_after.map(Cut::Drop),
+            args.stall_after.map(Cut::Stall),
+            args.error_event_after.map(Cut::Error),
+        ];
+        let mut cuts = cuts.into_iter().flatten();
+        let cut = cuts.next();
+        if cuts.next().is_some() {
+            return Err(
+                "--drop-after, --stall-after and --error-event-after exclude each other".to_owned(),
+            );
+        }
         Ok(Settings {
             tokens: args.tokens,
             gap,
             ttft: Duration::from_millis(args.ttft_ms),
+            jitter_pct: args.itl_jitter,
+            seed: args.seed,
             delay_headers: Duration::from_millis(args.delay_headers_ms),
             fault: args.fault_status.map(|status| Fault {
                 status,
@@ -262,6 +317,8 @@ mod tests {
         assert_eq!(s.tokens, None);
         assert!(!s.no_usage);
         assert_eq!(s.require_key, None);
+        assert_eq!(s.jitter_pct, 0);
+        assert_eq!(s.seed, 0);
     }
 
     #[test]
@@ -316,12 +373,20 @@ mod tests {
         let s = parse(&[
             "--itl-ms",
             "15",
+            "--itl-jitter",
+            "25",
+            "--seed",
+            "9",
             "--fault-status",
             "429",
             "--drop-after",
             "0",
         ])
         .unwrap();
+        assert_eq!(s.jitter_pct, 25);
+        assert_eq!(s.seed, 9);
+        assert_eq!(s.pacing().jitter_pct, 25);
+        assert_eq!(s.pacing().gap, Duration::from_millis(15));
         assert_eq!(s.gap, Some(Duration::from_millis(15)));
         assert_eq!(
             s.fault,
@@ -332,6 +397,10 @@ mod tests {
         );
         assert_eq!(s.cut, Some(Cut::Drop(0)));
         assert_eq!(parse(&["--itl-ms", "0"]).unwrap().gap, None);
+        assert_eq!(
+            parse(&["--error-event-after", "4"]).unwrap().cut,
+            Some(Cut::Error(4))
+        );
         assert_eq!(parse(&["--tokens-per-second", "0"]).unwrap().gap, None);
     }
 
@@ -349,6 +418,11 @@ mod tests {
             &["--fault-rate", "0.5"],
             &["--fault-status", "500", "--fault-rate", "1.5"],
             &["--drop-after", "1", "--stall-after", "2"],
+            &["--drop-after", "1", "--error-event-after", "2"],
+            &["--stall-after", "1", "--error-event-after", "2"],
+            &["--itl-jitter", "101"],
+            &["--itl-jitter", "-1"],
+            &["--seed", "x"],
             &["--models", ","],
             &["--require-key", ""],
             &["--require-key", "a b"],
@@ -357,6 +431,26 @@ mod tests {
         ] {
             assert!(parse(args).is_err(), "{args:?} was accepted");
         }
+    }
+
+    #[test]
+    fn jitter_draws_are_uniform_and_reproducible() {
+        let draws = |seed, request| {
+            let mut d = Draws::new(seed, request);
+            (0..1000).map(|_| d.next_unit()).collect::<Vec<f64>>()
+        };
+        let a = draws(7, 1);
+        assert_eq!(a, draws(7, 1));
+        assert_ne!(a, draws(7, 2));
+        assert_ne!(a, draws(8, 1));
+        assert!(a.iter().all(|x| (0.0..1.0).contains(x)));
+        // Roughly uniform: every tenth of [0, 1) gets its share.
+        for decile in 0..10 {
+            let lo = f64::from(decile) / 10.0;
+            let n = a.iter().filter(|x| (lo..lo + 0.1).contains(*x)).count();
+            assert!((60..=140).contains(&n), "decile {decile}: {n}");
+        }
+        assert!(Draws::new(0, 0).next_unit() > 0.0);
     }
 
     #[test]

@@ -16,6 +16,12 @@ pub struct Stats {
     pub chat: AtomicU64,
     pub completions: AtomicU64,
     pub embeddings: AtomicU64,
+    /// POSTs to /v1/messages (Anthropic).
+    pub messages: AtomicU64,
+    /// POSTs to /v1/responses.
+    pub responses: AtomicU64,
+    /// Replies that were tool calls (streamed or not).
+    pub tool_calls: AtomicU64,
     /// Streamed responses started (head written or about to be).
     pub streams: AtomicU64,
     /// Streams that reached `[DONE]`.
@@ -24,6 +30,8 @@ pub struct Stats {
     pub streams_dropped: AtomicU64,
     /// Streams stopped by `--stall-after`.
     pub streams_stalled: AtomicU64,
+    /// Streams ended by an in-stream error (`--error-event-after`).
+    pub streams_errored: AtomicU64,
     /// Clients that hung up before their response was complete.
     pub client_disconnects: AtomicU64,
     /// POSTs answered with `--fault-status`.
@@ -89,10 +97,14 @@ impl Stats {
             "chat": get(&self.chat),
             "completions": get(&self.completions),
             "embeddings": get(&self.embeddings),
+            "messages": get(&self.messages),
+            "responses": get(&self.responses),
+            "tool_calls": get(&self.tool_calls),
             "streams": get(&self.streams),
             "streams_completed": get(&self.streams_completed),
             "streams_dropped": get(&self.streams_dropped),
             "streams_stalled": get(&self.streams_stalled),
+            "streams_errored": get(&self.streams_errored),
             "client_disconnects": get(&self.client_disconnects),
             "faults": get(&self.faults),
             "connections": get(&self.connections),
