@@ -6,8 +6,10 @@
 //! new `Arc<Config>` over the worker's channel; the worker swaps it in between requests.
 
 use crate::admin::AdminState;
+use crate::audit::AuditSink;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::quota::{Board, BoardCell, LimitTable};
 use crate::runtime::Driver;
 use crate::upstream::tls::TlsConfigs;
 use crate::worker::Control;
@@ -115,7 +117,11 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     let (events_tx, events) = crossbeam_channel::unbounded::<Event>();
     forward_signals(events_tx.clone())?;
 
-    let metrics = Metrics::new(workers);
+    let audit = AuditSink::start(config.audit.path.clone(), config.audit.buffer)
+        .map_err(|e| format!("cannot start the audit writer: {e}"))?;
+    let board = BoardCell::new(Board::new(Arc::new(LimitTable::build(&config)), workers));
+    let mut metrics = Metrics::new(workers);
+    metrics.audit = Some(audit.clone());
     let state = Arc::new(AdminState {
         workers,
         ..Default::default()
@@ -162,6 +168,8 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
             control: rx,
             started: started_tx.clone(),
             exited: events_tx.clone(),
+            audit: audit.clone(),
+            board: board.current(),
         };
         let handle = std::thread::Builder::new()
             .name(format!("sluice-w{id}"))
@@ -223,6 +231,8 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         state,
         on_config: opts.on_config,
         workers_left: workers,
+        audit,
+        board,
     };
     control.run(&events);
     for h in handles {
@@ -246,6 +256,8 @@ struct WorkerSpec {
     control: Receiver<Control>,
     started: Sender<Result<Driver, String>>,
     exited: Sender<Event>,
+    audit: AuditSink,
+    board: Arc<Board>,
 }
 
 /// Tells the control loop a worker thread ended, however it ended (panics included).
@@ -269,6 +281,8 @@ fn worker_thread(spec: WorkerSpec) {
         control,
         started,
         exited,
+        audit,
+        board,
     } = spec;
     let _notice = ExitNotice(id, exited);
     if let Some(core) = core {
@@ -287,7 +301,16 @@ fn worker_thread(spec: WorkerSpec) {
         state.workers_ready.fetch_add(1, Ordering::Relaxed);
         let _ = started.send(Ok(d));
     };
-    let fut = crate::worker::run(id, config, tls, listeners, shard.clone(), control);
+    let fut = crate::worker::run(crate::worker::Init {
+        id,
+        config,
+        tls,
+        listeners,
+        metrics: shard.clone(),
+        control,
+        audit,
+        board,
+    });
     if let Err(e) = crate::runtime::block_on(id, choice, entries, announce, fut) {
         let _ = started.send(Err(e));
     }
@@ -349,6 +372,8 @@ struct ControlLoop {
     state: Arc<AdminState>,
     on_config: Option<ConfigHook>,
     workers_left: usize,
+    audit: AuditSink,
+    board: BoardCell,
 }
 
 impl ControlLoop {
@@ -411,6 +436,11 @@ impl ControlLoop {
     /// content as it was is ignored; SIGHUP (`forced`) reloads anyway, since files the config
     /// points to (such as a `ca_file`) may have changed.
     fn reload(&mut self, why: &str, forced: bool) {
+        if forced {
+            // SIGHUP also means "logs were rotated": reopen even if the config is unchanged
+            // or invalid.
+            self.audit.reopen(self.running.audit.path.clone());
+        }
         let Some(path) = self.path.clone() else {
             tracing::info!("{why}: running on the embedded default config, nothing to reload");
             return;
@@ -460,8 +490,17 @@ impl ControlLoop {
         self.state.set_config_info(config_info_json(&new));
         let new = Arc::new(new);
         let tls = Arc::new(tls);
+        let board = Board::new(Arc::new(LimitTable::build(&new)), self.controls.len());
+        self.board.publish(board.clone());
         for c in &self.controls {
-            let _ = c.send(Control::Config(new.clone(), tls.clone()));
+            let _ = c.send(Control::Config(Box::new(crate::worker::Install {
+                config: new.clone(),
+                tls: tls.clone(),
+                board: board.clone(),
+            })));
+        }
+        if new.audit.path != self.running.audit.path {
+            self.audit.reopen(new.audit.path.clone());
         }
         tracing::info!(hash = %new.source.hash, trigger = why, "config reloaded");
         self.running = new;

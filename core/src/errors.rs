@@ -1,7 +1,7 @@
 //! Gateway errors: what went wrong, whose fault it is, whether a retry may help, and the one
 //! place that turns them into HTTP responses (OpenAI-style JSON bodies).
 
-use sluice_proto_llm::error::openai_error_body;
+use sluice_proto_llm::error::{anthropic_error_body, openai_error_body};
 use std::fmt;
 
 /// Who is to blame. Drives metrics and logging levels.
@@ -24,6 +24,8 @@ pub enum ErrorKind {
     BodyTooLarge,
     HeaderTooLarge,
     MalformedHttp,
+    /// The request head or body did not arrive in time: 408.
+    RequestTimeout,
     NotImplemented,
     /// Could not connect or TLS failed: 502.
     UpstreamUnreachable,
@@ -31,6 +33,9 @@ pub enum ErrorKind {
     UpstreamProtocol,
     /// Connect or first-byte timeout: 504.
     UpstreamTimeout,
+    /// The backend cannot serve this endpoint (embeddings on Anthropic): 400, but another
+    /// target of the model may.
+    Unsupported,
     /// The gateway is shutting down: 503.
     Draining,
     Internal,
@@ -39,11 +44,12 @@ pub enum ErrorKind {
 impl ErrorKind {
     pub fn status(self) -> u16 {
         match self {
-            ErrorKind::InvalidRequest | ErrorKind::MalformedHttp => 400,
+            ErrorKind::InvalidRequest | ErrorKind::MalformedHttp | ErrorKind::Unsupported => 400,
             ErrorKind::ModelNotFound | ErrorKind::NotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
             ErrorKind::BodyTooLarge => 413,
             ErrorKind::HeaderTooLarge => 431,
+            ErrorKind::RequestTimeout => 408,
             ErrorKind::NotImplemented => 501,
             ErrorKind::UpstreamUnreachable | ErrorKind::UpstreamProtocol => 502,
             ErrorKind::UpstreamTimeout => 504,
@@ -61,6 +67,8 @@ impl ErrorKind {
             | ErrorKind::BodyTooLarge
             | ErrorKind::HeaderTooLarge
             | ErrorKind::MalformedHttp
+            | ErrorKind::RequestTimeout
+            | ErrorKind::Unsupported
             | ErrorKind::NotImplemented => Side::Client,
             ErrorKind::UpstreamUnreachable
             | ErrorKind::UpstreamProtocol
@@ -73,8 +81,29 @@ impl ErrorKind {
     pub fn retryable(self) -> bool {
         matches!(
             self,
-            ErrorKind::UpstreamUnreachable | ErrorKind::UpstreamTimeout
+            ErrorKind::UpstreamUnreachable | ErrorKind::UpstreamTimeout | ErrorKind::Unsupported
         )
+    }
+
+    /// A short class for metrics and the audit log.
+    pub fn class(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidRequest => "invalid_request",
+            ErrorKind::ModelNotFound => "model_not_found",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::MethodNotAllowed => "method_not_allowed",
+            ErrorKind::BodyTooLarge => "body_too_large",
+            ErrorKind::HeaderTooLarge => "header_too_large",
+            ErrorKind::MalformedHttp => "malformed_http",
+            ErrorKind::RequestTimeout => "request_timeout",
+            ErrorKind::NotImplemented => "not_implemented",
+            ErrorKind::Unsupported => "unsupported_by_backend",
+            ErrorKind::UpstreamUnreachable => "upstream_unreachable",
+            ErrorKind::UpstreamProtocol => "upstream_protocol",
+            ErrorKind::UpstreamTimeout => "upstream_timeout",
+            ErrorKind::Draining => "draining",
+            ErrorKind::Internal => "internal",
+        }
     }
 
     /// The OpenAI `error.type` string.
@@ -91,6 +120,8 @@ impl ErrorKind {
             ErrorKind::ModelNotFound => Some("model_not_found"),
             ErrorKind::BodyTooLarge => Some("request_too_large"),
             ErrorKind::HeaderTooLarge => Some("headers_too_large"),
+            ErrorKind::RequestTimeout => Some("request_timeout"),
+            ErrorKind::Unsupported => Some("unsupported_by_backend"),
             ErrorKind::UpstreamUnreachable => Some("upstream_unreachable"),
             ErrorKind::UpstreamTimeout => Some("upstream_timeout"),
             ErrorKind::UpstreamProtocol => Some("upstream_protocol_error"),
@@ -98,6 +129,40 @@ impl ErrorKind {
             ErrorKind::MethodNotAllowed => Some("method_not_allowed"),
             _ => None,
         }
+    }
+}
+
+/// Which error shape a client understands: OpenAI's (`{"error":{message,type,param,code}}`) for
+/// the OpenAI APIs, Anthropic's (`{"type":"error","error":{type,message}}`) for `/v1/messages`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorFormat {
+    OpenAi,
+    Anthropic,
+}
+
+impl ErrorFormat {
+    /// The shape a request to `path` expects (used before the request is routed, e.g. for 413).
+    pub fn for_path(path: &str) -> Self {
+        let path = path.split('?').next().unwrap_or(path);
+        if path == "/v1/messages" || path.starts_with("/v1/messages/") {
+            ErrorFormat::Anthropic
+        } else {
+            ErrorFormat::OpenAi
+        }
+    }
+}
+
+/// Anthropic's `error.type` for an HTTP status.
+pub fn anthropic_error_type(status: u16) -> &'static str {
+    match status {
+        400 | 405 | 408 | 422 | 431 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        503 | 529 => "overloaded_error",
+        _ => "api_error",
     }
 }
 
@@ -126,14 +191,24 @@ impl GatewayError {
         self.kind.status()
     }
 
-    /// The JSON body sent to the client.
+    /// The JSON body sent to the client, in the OpenAI shape.
     pub fn body(&self) -> Vec<u8> {
-        openai_error_body(
-            &self.message,
-            self.kind.error_type(),
-            self.param,
-            self.kind.code(),
-        )
+        self.body_in(ErrorFormat::OpenAi)
+    }
+
+    /// The JSON body in the inbound API's own shape.
+    pub fn body_in(&self, format: ErrorFormat) -> Vec<u8> {
+        match format {
+            ErrorFormat::OpenAi => openai_error_body(
+                &self.message,
+                self.kind.error_type(),
+                self.param,
+                self.kind.code(),
+            ),
+            ErrorFormat::Anthropic => {
+                anthropic_error_body(anthropic_error_type(self.status()), &self.message)
+            }
+        }
     }
 }
 
@@ -165,5 +240,26 @@ mod tests {
         );
         assert!(ErrorKind::UpstreamUnreachable.retryable());
         assert!(!ErrorKind::UpstreamProtocol.retryable());
+    }
+
+    #[test]
+    fn anthropic_shape_for_messages_clients() {
+        let e = GatewayError::new(ErrorKind::BodyTooLarge, "too big");
+        let v: serde_json::Value =
+            serde_json::from_slice(&e.body_in(ErrorFormat::Anthropic)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "error", "error": {"type": "request_too_large", "message": "too big"}})
+        );
+        assert_eq!(
+            ErrorFormat::for_path("/v1/messages?beta=true"),
+            ErrorFormat::Anthropic
+        );
+        assert_eq!(
+            ErrorFormat::for_path("/v1/chat/completions"),
+            ErrorFormat::OpenAi
+        );
+        assert_eq!(anthropic_error_type(504), "api_error");
+        assert_eq!(anthropic_error_type(529), "overloaded_error");
     }
 }

@@ -4,13 +4,18 @@
 //! [`pipeline`]; the per-core runtime lives in [`worker`]; start-up and signals in [`engine`].
 
 pub mod admin;
+pub mod audit;
 pub mod client;
 pub mod config;
 pub mod engine;
 pub mod errors;
 pub mod http;
 pub mod metrics;
+pub mod mock_provider;
 pub mod pipeline;
+pub mod quota;
+pub mod relay;
 pub mod runtime;
+pub mod time;
 pub mod upstream;
 pub mod worker;

@@ -94,6 +94,34 @@ pub struct RouteCells {
     pub upstream_latency: Histogram,
     pub ttft: Histogram,
     pub duration: Histogram,
+    /// Time per output token after the first (streams only).
+    pub tpot: Histogram,
+    /// Tokens by kind (see [`TOKEN_KINDS`]).
+    tokens: [AtomicU64; TOKEN_KINDS.len()],
+    /// Requests whose token counts were estimated by Sluice's tokenizer.
+    estimated: AtomicU64,
+    /// Cost in nano-USD.
+    cost_nano_usd: AtomicU64,
+}
+
+/// The `kind` label of `sluice_tokens_total`.
+pub const TOKEN_KINDS: [&str; 5] = [
+    "input",
+    "cached_input",
+    "cache_write_input",
+    "output",
+    "reasoning",
+];
+
+/// Token counts of one finished request, for [`RouteCells::count_tokens`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokenCounts {
+    pub input: u64,
+    pub cached_input: u64,
+    pub cache_write_input: u64,
+    pub output: u64,
+    pub reasoning: u64,
+    pub estimated: bool,
 }
 
 impl RouteCells {
@@ -105,6 +133,34 @@ impl RouteCells {
             upstream_latency: Histogram::default(),
             ttft: Histogram::default(),
             duration: Histogram::default(),
+            tpot: Histogram::default(),
+            tokens: std::array::from_fn(|_| AtomicU64::new(0)),
+            estimated: AtomicU64::new(0),
+            cost_nano_usd: AtomicU64::new(0),
+        }
+    }
+
+    pub fn count_tokens(&self, t: &TokenCounts) {
+        let values = [
+            t.input,
+            t.cached_input,
+            t.cache_write_input,
+            t.output,
+            t.reasoning,
+        ];
+        for (cell, v) in self.tokens.iter().zip(values) {
+            if v > 0 {
+                bump(cell, v);
+            }
+        }
+        if t.estimated {
+            bump(&self.estimated, 1);
+        }
+    }
+
+    pub fn count_cost(&self, usd: f64) {
+        if usd.is_finite() && usd > 0.0 {
+            bump(&self.cost_nano_usd, (usd * 1e9).round() as u64);
         }
     }
 
@@ -253,6 +309,8 @@ impl Shard {
 pub struct Metrics {
     pub shards: Arc<Vec<Arc<Shard>>>,
     pub started_unix: u64,
+    /// The audit writer's counters, when it runs.
+    pub audit: Option<crate::audit::AuditSink>,
 }
 
 impl Metrics {
@@ -263,6 +321,7 @@ impl Metrics {
         Self {
             shards: Arc::new((0..workers).map(|w| Arc::new(Shard::new(w))).collect()),
             started_unix,
+            audit: None,
         }
     }
 
@@ -280,11 +339,20 @@ impl Metrics {
 
 type Labels = Vec<(&'static str, String)>;
 
+/// Token and cost counters of one (model, backend) pair merged across shards.
+#[derive(Default)]
+struct RouteSums {
+    tokens: [u64; TOKEN_KINDS.len()],
+    estimated: u64,
+    cost_nano_usd: u64,
+}
+
 impl Collector for Metrics {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         // Merge route cells across shards by (model, backend).
         let mut statuses: BTreeMap<(String, String, u16), u64> = BTreeMap::new();
         let mut hist: BTreeMap<(&'static str, String, String), HistSnapshot> = BTreeMap::new();
+        let mut route_sums: BTreeMap<(String, String), RouteSums> = BTreeMap::new();
         let mut merge_cells = |c: &RouteCells| {
             for (code, n) in c.statuses.iter().enumerate() {
                 let n = n.load(Relaxed);
@@ -294,10 +362,18 @@ impl Collector for Metrics {
                         .or_default() += n;
                 }
             }
+            let route = (c.model.clone(), c.backend.clone());
+            let sums = route_sums.entry(route).or_default();
+            for (dst, src) in sums.tokens.iter_mut().zip(c.tokens.iter()) {
+                *dst += src.load(Relaxed);
+            }
+            sums.estimated += c.estimated.load(Relaxed);
+            sums.cost_nano_usd += c.cost_nano_usd.load(Relaxed);
             for (name, h) in [
                 ("upstream", &c.upstream_latency),
                 ("ttft", &c.ttft),
                 ("duration", &c.duration),
+                ("tpot", &c.tpot),
             ] {
                 if h.count.load(Relaxed) > 0 {
                     hist.entry((name, c.model.clone(), c.backend.clone()))
@@ -348,6 +424,11 @@ impl Collector for Metrics {
                 "sluice_request_duration_seconds",
                 "Time from request received to response finished",
             ),
+            (
+                "tpot",
+                "sluice_time_per_output_token_seconds",
+                "Stream time after the first token divided by the output tokens after the first",
+            ),
         ] {
             let mut enc = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
             for ((k, model, backend), h) in &hist {
@@ -357,6 +438,63 @@ impl Collector for Metrics {
                 let labels: Labels = vec![("model", model.clone()), ("backend", backend.clone())];
                 h.encode(&mut enc.encode_family(&labels)?)?;
             }
+        }
+
+        // Routes that never saw a request add nothing but noise.
+        route_sums.retain(|_, v| {
+            v.tokens.iter().any(|&n| n > 0) || v.cost_nano_usd > 0 || v.estimated > 0
+        });
+        let mut enc = encoder.encode_descriptor(
+            "sluice_tokens",
+            "Tokens by model asked, backend and kind (input includes cached and cache-write input; output includes reasoning)",
+            None,
+            MetricType::Counter,
+        )?;
+        for ((model, backend), v) in &route_sums {
+            for (kind, n) in TOKEN_KINDS.iter().zip(v.tokens.iter()) {
+                let labels: Labels = vec![
+                    ("model", model.clone()),
+                    ("backend", backend.clone()),
+                    ("kind", (*kind).to_owned()),
+                ];
+                ConstCounter::new(*n).encode(enc.encode_family(&labels)?)?;
+            }
+        }
+        let mut enc = encoder.encode_descriptor(
+            "sluice_tokens_estimated_requests",
+            "Requests whose token counts Sluice estimated with its tokenizer (the upstream sent no usage)",
+            None,
+            MetricType::Counter,
+        )?;
+        for ((model, backend), v) in &route_sums {
+            let labels: Labels = vec![("model", model.clone()), ("backend", backend.clone())];
+            ConstCounter::new(v.estimated).encode(enc.encode_family(&labels)?)?;
+        }
+        let mut enc = encoder.encode_descriptor(
+            "sluice_cost_usd",
+            "Cost in USD from the models' price tables",
+            None,
+            MetricType::Counter,
+        )?;
+        for ((model, backend), v) in &route_sums {
+            let labels: Labels = vec![("model", model.clone()), ("backend", backend.clone())];
+            ConstCounter::new(v.cost_nano_usd as f64 / 1e9).encode(enc.encode_family(&labels)?)?;
+        }
+        if let Some(audit) = &self.audit {
+            let enc = encoder.encode_descriptor(
+                "sluice_audit_records",
+                "Audit records written",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(audit.written()).encode(enc)?;
+            let enc = encoder.encode_descriptor(
+                "sluice_audit_dropped",
+                "Audit records dropped because the writer's queue was full",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(audit.dropped()).encode(enc)?;
         }
 
         for (i, (name, help)) in EVENTS.iter().enumerate() {

@@ -1,27 +1,62 @@
 //! The request phases, in order, in one place:
 //!
-//! `route (path) -> parse (model, stream) -> resolve model -> for each target: upstream
-//! (pooled connection, timeouts; next target only if nothing reached the client) -> relay
-//! (stream frames as they arrive, extract usage) -> observe (metrics, log)`.
+//! `route (path) -> parse (model, stream) -> resolve model -> estimate prompt tokens -> for each
+//! target: plan (which API upstream, translated or not) -> upstream (request built from scratch,
+//! pooled connection, timeouts; the next target only if nothing reached the client) -> relay
+//! (`relay.rs`: stream frames as they arrive, translate, read usage) -> observe (tokens, cost,
+//! metrics, audit record, log)`.
 //!
-//! Auth, admission and settlement slot in between `resolve` and `upstream` (later issues).
+//! Auth, admission and settlement slot in between `estimate` and `upstream` (quota issue).
 
-use crate::client::{ClientConn, Head, Raced};
-use crate::config::{Backend, Provider};
-use crate::errors::{ErrorKind, GatewayError};
-use crate::http::chunked::write_body;
-use crate::http::{read_more, Method, RequestHead};
-use crate::metrics::{Event, RouteCells, Shard};
-use crate::upstream::{build_request, BodyDecoder, Exchange};
+use crate::audit::Record;
+use crate::client::{ClientConn, Raced};
+use crate::config::{Backend, Config, Model, Provider};
+use crate::errors::{ErrorFormat, ErrorKind, GatewayError};
+use crate::http::{Method, RequestHead};
+use crate::metrics::{RouteCells, TokenCounts};
+use crate::relay::{relay, Failed, Outcome, RelayCtx, StreamMode};
+use crate::upstream::{build_request, request_path, Operation, Outgoing};
 use crate::worker::{respond_error, After, Worker};
-use bytes::Bytes;
-use sluice_proto_llm::request::{inspect, rewrite_model};
-use sluice_proto_llm::sse::SseFramer;
-use sluice_proto_llm::synth::{self, Endpoint, FrameKind, Pacing, SynthRequest, SynthStream};
-use sluice_proto_llm::usage::{Usage, UsageExtractor};
+use sluice_proto_llm::request::{
+    force_include_usage, inspect, prompt_messages, rewrite_model, RequestInfo,
+};
+use sluice_proto_llm::synth::{self, Endpoint};
+use sluice_proto_llm::tokenize::{self, Encoding};
+use sluice_proto_llm::track::{Api, TrackedUsage};
+use sluice_proto_llm::translate::{self, ResponseContext};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+/// The API name of an endpoint, as the audit log and logs show it.
+fn endpoint_name(e: Endpoint) -> &'static str {
+    match e {
+        Endpoint::ChatCompletions => "chat.completions",
+        Endpoint::Completions => "completions",
+        Endpoint::Embeddings => "embeddings",
+        Endpoint::Responses => "responses",
+        Endpoint::Messages => "messages",
+    }
+}
+
+/// The chat-like API of an endpoint (completions and embeddings are read as Chat for usage).
+fn api_of(e: Endpoint) -> Api {
+    match e {
+        Endpoint::Responses => Api::Responses,
+        Endpoint::Messages => Api::Messages,
+        Endpoint::ChatCompletions | Endpoint::Completions | Endpoint::Embeddings => {
+            Api::ChatCompletions
+        }
+    }
+}
+
+fn format_of(e: Endpoint) -> ErrorFormat {
+    if e == Endpoint::Messages {
+        ErrorFormat::Anthropic
+    } else {
+        ErrorFormat::OpenAi
+    }
+}
 
 /// Route a request by method and path.
 pub async fn dispatch(
@@ -36,21 +71,32 @@ pub async fn dispatch(
         "/v1/chat/completions" => Some(Endpoint::ChatCompletions),
         "/v1/completions" => Some(Endpoint::Completions),
         "/v1/embeddings" => Some(Endpoint::Embeddings),
+        "/v1/responses" => Some(Endpoint::Responses),
+        "/v1/messages" => Some(Endpoint::Messages),
         _ => None,
     };
     let rid = head
         .request_id
         .clone()
         .unwrap_or_else(|| worker.next_request_id());
+    let format = ErrorFormat::for_path(path);
     if let Some(ep) = endpoint {
         if head.method != Method::Post {
             let err = GatewayError::new(
                 ErrorKind::MethodNotAllowed,
                 format!("{path} only accepts POST"),
             );
-            return respond_error(worker, conn, &err, Some(&rid), keep_alive).await;
+            return respond_error(worker, conn, &err, Some(&rid), keep_alive, format).await;
         }
-        return llm(worker, conn, ep, &rid, body, keep_alive).await;
+        let req = Request {
+            endpoint: ep,
+            rid: &rid,
+            head,
+            body,
+            keep_alive,
+            started: Instant::now(),
+        };
+        return llm(worker, conn, req).await;
     }
     if path == "/v1/models" || path.starts_with("/v1/models/") {
         if head.method != Method::Get {
@@ -58,12 +104,12 @@ pub async fn dispatch(
                 ErrorKind::MethodNotAllowed,
                 format!("{path} only accepts GET"),
             );
-            return respond_error(worker, conn, &err, Some(&rid), keep_alive).await;
+            return respond_error(worker, conn, &err, Some(&rid), keep_alive, format).await;
         }
         return models(worker, conn, path, &rid, keep_alive).await;
     }
     let err = GatewayError::new(ErrorKind::NotFound, format!("Unknown request URL: {path}"));
-    respond_error(worker, conn, &err, Some(&rid), keep_alive).await
+    respond_error(worker, conn, &err, Some(&rid), keep_alive, format).await
 }
 
 async fn models(
@@ -82,7 +128,15 @@ async fn models(
             Some(m) => synth::model_body(&m.name, created, "sluice"),
             None => {
                 let err = model_not_found(&id);
-                return respond_error(worker, conn, &err, Some(rid), keep_alive).await;
+                return respond_error(
+                    worker,
+                    conn,
+                    &err,
+                    Some(rid),
+                    keep_alive,
+                    ErrorFormat::OpenAi,
+                )
+                .await;
             }
         }
     } else {
@@ -94,7 +148,12 @@ async fn models(
     };
     let out = crate::client::json_response(conn.version, 200, keep_alive, Some(rid), &body);
     worker.metrics.unrouted.count_status(200);
-    finish_write(conn, out, keep_alive).await
+    let (res, _) = conn.write(out).await;
+    if res.is_ok() && keep_alive {
+        After::KeepAlive
+    } else {
+        After::Close
+    }
 }
 
 fn model_not_found(name: &str) -> GatewayError {
@@ -105,68 +164,93 @@ fn model_not_found(name: &str) -> GatewayError {
     .with_param(Some("model"))
 }
 
-async fn finish_write(conn: &mut ClientConn, out: Vec<u8>, keep_alive: bool) -> After {
-    let (res, _) = conn.write(out).await;
-    if res.is_ok() && keep_alive {
-        After::KeepAlive
-    } else {
-        After::Close
+/// One LLM request as it arrived.
+struct Request<'a> {
+    endpoint: Endpoint,
+    rid: &'a str,
+    head: &'a RequestHead,
+    body: Vec<u8>,
+    keep_alive: bool,
+    started: Instant,
+}
+
+/// How one target attempt talks to its backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Plan {
+    op: Operation,
+    /// What the upstream speaks.
+    upstream: Api,
+    /// The request and response are translated between the client's API and `upstream`.
+    translated: bool,
+}
+
+/// Which API a backend is spoken to in for a client endpoint; `None` when it cannot serve it.
+fn plan(endpoint: Endpoint, backend: &Backend) -> Option<Plan> {
+    let native = |op, upstream| {
+        Some(Plan {
+            op,
+            upstream,
+            translated: false,
+        })
+    };
+    let via = |op, upstream| {
+        Some(Plan {
+            op,
+            upstream,
+            translated: true,
+        })
+    };
+    match (backend.provider, endpoint) {
+        (Provider::Anthropic, Endpoint::Completions | Endpoint::Embeddings) => None,
+        (Provider::Anthropic, Endpoint::Messages) => native(Operation::Messages, Api::Messages),
+        (Provider::Anthropic, _) => via(Operation::Messages, Api::Messages),
+        (_, Endpoint::Completions) => native(Operation::Completions, Api::ChatCompletions),
+        (_, Endpoint::Embeddings) => native(Operation::Embeddings, Api::ChatCompletions),
+        (_, Endpoint::ChatCompletions) => native(Operation::ChatCompletions, Api::ChatCompletions),
+        (_, Endpoint::Responses) if backend.native_responses => {
+            native(Operation::Responses, Api::Responses)
+        }
+        (_, Endpoint::Responses | Endpoint::Messages) => {
+            via(Operation::ChatCompletions, Api::ChatCompletions)
+        }
     }
 }
 
-/// Per-request observations, logged and counted when the request ends.
-struct Outcome {
-    status: u16,
-    usage: Option<Usage>,
-    ttft: Option<Duration>,
-    error: Option<&'static str>,
-}
-
 /// LLM request phases.
-async fn llm(
-    worker: &Rc<Worker>,
-    conn: &mut ClientConn,
-    endpoint: Endpoint,
-    rid: &str,
-    body: Vec<u8>,
-    keep_alive: bool,
-) -> After {
-    let started = Instant::now();
+async fn llm(worker: &Rc<Worker>, conn: &mut ClientConn, req: Request<'_>) -> After {
+    let format = format_of(req.endpoint);
+    let rid = req.rid;
     // parse
-    let info = match inspect(&body) {
+    let info = match inspect(&req.body) {
         Ok(i) => i,
         Err(e) => {
             let err =
                 GatewayError::new(ErrorKind::InvalidRequest, e.to_string()).with_param(e.param());
-            return respond_error(worker, conn, &err, Some(rid), keep_alive).await;
+            return respond_error(worker, conn, &err, Some(rid), req.keep_alive, format).await;
         }
     };
     // resolve: the snapshot is held for the whole request, so a reload mid-stream does not
     // change what this request sees.
     let snap = worker.snapshot();
     let cfg = snap.config.clone();
-    let Some(model_idx) = cfg.model_position(&info.model) else {
+    let Some((model_idx, model)) = cfg
+        .model_position(&info.model)
+        .and_then(|i| cfg.models.get(i).map(|m| (i, m)))
+    else {
         return respond_error(
             worker,
             conn,
             &model_not_found(&info.model),
             Some(rid),
-            keep_alive,
+            req.keep_alive,
+            format,
         )
         .await;
     };
-    let Some(model) = cfg.models.get(model_idx) else {
-        return respond_error(
-            worker,
-            conn,
-            &model_not_found(&info.model),
-            Some(rid),
-            keep_alive,
-        )
-        .await;
-    };
+    // estimate (admission will reserve against it)
+    let prompt_estimate = tokenize::estimate_prompt_tokens(&req.body);
     let mut last_err = GatewayError::new(ErrorKind::Internal, "model has no targets");
-    let mut last_cells: Option<Arc<RouteCells>> = None;
+    let mut last_attempt: Option<(usize, Plan)> = None;
     for (ti, target) in model.targets.iter().enumerate() {
         let Some(backend) = cfg.backends.get(target.backend) else {
             continue;
@@ -174,619 +258,470 @@ async fn llm(
         let Some(cells) = snap.cells.get(model_idx).and_then(|v| v.get(ti)).cloned() else {
             continue;
         };
-        let stream = info.stream && endpoint != Endpoint::Embeddings;
-        let result = match backend.provider {
-            Provider::Mock => {
-                mock(
-                    worker,
-                    conn,
-                    endpoint,
-                    backend,
-                    &target.model,
-                    rid,
-                    &body,
-                    stream,
-                    keep_alive,
-                    started,
-                    &cells,
-                )
-                .await
-            }
-            Provider::OpenAi => {
-                let upstream_body = if target.model != info.model {
-                    match rewrite_model(&body, &target.model) {
-                        Ok(b) => b,
-                        Err(e) => {
-                            let err = GatewayError::new(ErrorKind::InvalidRequest, e.to_string());
-                            return respond_error(worker, conn, &err, Some(rid), keep_alive).await;
-                        }
-                    }
-                } else {
-                    body.clone()
-                };
-                proxy(
-                    worker,
-                    conn,
-                    endpoint,
-                    backend,
-                    rid,
-                    &upstream_body,
-                    stream,
-                    keep_alive,
-                    started,
-                    &cells,
-                )
-                .await
+        let attempt = Attempt {
+            worker,
+            req: &req,
+            info: &info,
+            backend,
+            upstream_model: &target.model,
+            prompt_estimate,
+        };
+        let (result, used_plan) = if backend.provider == Provider::Mock {
+            let r = crate::mock_provider::serve(
+                worker,
+                conn,
+                req.endpoint,
+                backend,
+                &target.model,
+                rid,
+                &req.body,
+                req.keep_alive,
+                req.started,
+            )
+            .await;
+            let api = api_of(req.endpoint);
+            (
+                r,
+                Plan {
+                    op: Operation::ChatCompletions,
+                    upstream: api,
+                    translated: false,
+                },
+            )
+        } else {
+            match plan(req.endpoint, backend) {
+                Some(p) => (attempt.proxy(conn, p, &cells).await, p),
+                None => {
+                    let err = GatewayError::new(
+                        ErrorKind::Unsupported,
+                        format!(
+                            "backend `{}` ({}) does not serve {}",
+                            backend.name,
+                            backend.provider.as_str(),
+                            endpoint_name(req.endpoint)
+                        ),
+                    );
+                    let p = Plan {
+                        op: Operation::ChatCompletions,
+                        upstream: Api::ChatCompletions,
+                        translated: false,
+                    };
+                    (Err(Failed::Error(err)), p)
+                }
             }
         };
         match result {
             Ok((after, outcome)) => {
-                observe(worker, &cells, rid, &info.model, backend, started, &outcome);
+                attempt.observe(&cfg, model, &cells, used_plan, &outcome);
                 return after;
             }
-            Err(Failed::ClientGone) => {
-                worker.metrics.count(Event::ClientDisconnects);
-                cells.count_status(499);
-                tracing::debug!(request_id = rid, model = %info.model, "client went away before the response");
+            Err(Failed::ClientGone(mut outcome)) => {
+                worker
+                    .metrics
+                    .count(crate::metrics::Event::ClientDisconnects);
+                outcome.status = 499;
+                attempt.observe(&cfg, model, &cells, used_plan, &outcome);
+                tracing::debug!(request_id = rid, model = %info.model, "client went away before the response ended");
                 return After::Close;
             }
             Err(Failed::Error(e)) => {
                 tracing::warn!(request_id = rid, model = %info.model, backend = %backend.name, "{e}");
                 let retry = e.kind.retryable();
                 last_err = e;
-                last_cells = Some(cells);
+                last_attempt = Some((ti, used_plan));
                 if !retry {
                     break;
                 }
             }
         }
     }
-    if let Some(c) = &last_cells {
-        c.count_status(last_err.status());
-        c.duration.observe(started.elapsed());
-    }
+    // Every target failed before anything reached the client.
     let out = crate::client::json_response(
         conn.version,
         last_err.status(),
-        keep_alive,
+        req.keep_alive,
         Some(rid),
-        &last_err.body(),
+        &last_err.body_in(format),
     );
-    finish_write(conn, out, keep_alive).await
-}
-
-fn observe(
-    worker: &Worker,
-    cells: &RouteCells,
-    rid: &str,
-    model: &str,
-    backend: &Backend,
-    started: Instant,
-    o: &Outcome,
-) {
-    cells.count_status(o.status);
-    let elapsed = started.elapsed();
-    cells.duration.observe(elapsed);
-    if let Some(t) = o.ttft {
-        cells.ttft.observe(t);
-    }
-    let _ = worker;
-    tracing::debug!(
-        request_id = rid,
-        model,
-        backend = %backend.name,
-        status = o.status,
-        duration_ms = elapsed.as_secs_f64() * 1e3,
-        prompt_tokens = o.usage.map(|u| u.prompt_tokens),
-        completion_tokens = o.usage.map(|u| u.completion_tokens),
-        error = o.error,
-        "request finished"
-    );
-}
-
-/// Why a target attempt produced no response for the client.
-enum Failed {
-    /// Nothing was sent to the client: the caller may try another target or answer `e`.
-    Error(GatewayError),
-    ClientGone,
-}
-
-/// Decrements the active-stream gauge on every exit path.
-struct StreamGauge<'a>(&'a Shard);
-
-impl<'a> StreamGauge<'a> {
-    fn new(s: &'a Shard) -> Self {
-        Shard::gauge_add(&s.active_streams, 1);
-        Self(s)
-    }
-}
-
-impl Drop for StreamGauge<'_> {
-    fn drop(&mut self) {
-        Shard::gauge_add(&self.0.active_streams, -1);
-    }
-}
-
-fn upstream_path(endpoint: Endpoint) -> &'static str {
-    match endpoint {
-        Endpoint::ChatCompletions => "/chat/completions",
-        Endpoint::Completions => "/completions",
-        Endpoint::Embeddings => "/embeddings",
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn proxy(
-    worker: &Rc<Worker>,
-    conn: &mut ClientConn,
-    endpoint: Endpoint,
-    backend: &Backend,
-    rid: &str,
-    body: &[u8],
-    stream: bool,
-    keep_alive: bool,
-    started: Instant,
-    cells: &RouteCells,
-) -> Result<(After, Outcome), Failed> {
-    let Some(url) = &backend.upstream else {
-        return Err(Failed::Error(GatewayError::new(
-            ErrorKind::Internal,
-            "backend has no URL",
-        )));
-    };
-    let key = if backend.api_keys.is_empty() {
-        None
-    } else {
-        backend
-            .api_keys
-            .get(worker.next_key_index(backend.api_keys.len()))
-            .map(|k| k.expose())
-    };
-    let request = build_request(
-        backend,
-        url,
-        upstream_path(endpoint),
-        rid,
-        key,
-        stream,
-        body,
-    );
-    let upstreams = worker.upstreams.borrow().clone();
-    let ex = match conn
-        .race(upstreams.exchange(backend, url, request, &worker.metrics))
-        .await
-    {
-        Raced::ClientGone => return Err(Failed::ClientGone),
-        Raced::Done(Err(e)) => return Err(Failed::Error(e)),
-        Raced::Done(Ok(ex)) => ex,
-    };
-    cells.upstream_latency.observe(ex.latency);
-    if ex.head.is_event_stream() && (200..300).contains(&ex.head.status) {
-        relay_stream(
-            worker, conn, backend, rid, ex, &upstreams, keep_alive, started,
-        )
-        .await
-    } else {
-        relay_body(worker, conn, backend, rid, ex, &upstreams, keep_alive).await
-    }
-}
-
-/// Relay a non-streaming response (JSON, or an error with any content type) as it arrives,
-/// keeping a copy (bounded) to read the usage from.
-#[allow(clippy::too_many_arguments)]
-async fn relay_body(
-    worker: &Rc<Worker>,
-    conn: &mut ClientConn,
-    backend: &Backend,
-    rid: &str,
-    ex: Exchange,
-    upstreams: &crate::upstream::Upstreams,
-    keep_alive: bool,
-) -> Result<(After, Outcome), Failed> {
-    let Exchange {
-        conn: mut up,
-        head,
-        leftover,
-        pool_key,
-        ..
-    } = ex;
-    let mut decoder = BodyDecoder::new(head.framing);
-    let mut raw = leftover;
-    let mut payload: Vec<u8> = Vec::new();
-    // Read the whole body before answering when it is small enough to be a typical JSON
-    // response; that lets us send Content-Length and keep the client connection reusable.
-    loop {
-        let used = decoder.decode(&raw, &mut payload).map_err(|e| {
-            Failed::Error(GatewayError::new(
-                ErrorKind::UpstreamProtocol,
-                format!("backend `{}`: {e}", backend.name),
-            ))
-        })?;
-        raw.drain(..used);
-        if payload.len() > backend.max_response_bytes {
-            return Err(Failed::Error(GatewayError::new(
-                ErrorKind::UpstreamProtocol,
-                format!(
-                    "backend `{}`: response body larger than max_response_bytes ({} bytes)",
-                    backend.name, backend.max_response_bytes
-                ),
-            )));
-        }
-        if decoder.is_done() {
-            break;
-        }
-        let read = monoio::time::timeout(backend.read_timeout, read_more(&mut up, raw, 16 * 1024));
-        let (res, b) = match conn.race(read).await {
-            Raced::ClientGone => return Err(Failed::ClientGone),
-            Raced::Done(Err(_)) => {
-                worker.metrics.count(Event::UpstreamTimeouts);
-                return Err(Failed::Error(GatewayError::new(
-                    ErrorKind::UpstreamTimeout,
-                    format!(
-                        "backend `{}`: response body stalled for {:?}",
-                        backend.name, backend.read_timeout
-                    ),
-                )));
-            }
-            Raced::Done(Ok(r)) => r,
-        };
-        raw = b;
-        match res {
-            Ok(0) => {
-                if decoder.eof_is_clean() {
-                    break;
-                }
-                worker.metrics.count(Event::UpstreamBrokenStreams);
-                return Err(Failed::Error(GatewayError::new(
-                    ErrorKind::UpstreamProtocol,
-                    format!(
-                        "backend `{}` closed the connection mid-response",
-                        backend.name
-                    ),
-                )));
-            }
-            Ok(n) => worker.metrics.add_bytes_from_upstream(n),
-            Err(e) => {
-                return Err(Failed::Error(GatewayError::new(
-                    ErrorKind::UpstreamProtocol,
-                    format!(
-                        "backend `{}`: reading the response failed: {e}",
-                        backend.name
-                    ),
-                )))
-            }
-        }
-    }
-    if head.keep_alive && decoder.is_done() && raw.is_empty() {
-        upstreams.release(&pool_key, up, backend.pool_max_idle);
-    }
-    let usage = if (200..300).contains(&head.status) {
-        UsageExtractor::new().extract(&payload)
-    } else {
-        None
-    };
-    let ct = head.content_type.as_deref().unwrap_or("application/json");
-    let mut h = Head::new(conn.version, head.status)
-        .header("Content-Type", ct.as_bytes())
-        .header("X-Request-Id", rid.as_bytes());
-    for (name, value) in &head.passthrough {
-        h = h.header(name, value);
-    }
-    let out = h.with_body(keep_alive, &payload);
-    worker.metrics.add_bytes_to_client(out.len());
-    let after = finish_write(conn, out, keep_alive).await;
-    let error = if head.status >= 400 {
-        Some("upstream_status")
-    } else {
-        None
-    };
-    Ok((
-        after,
-        Outcome {
-            status: head.status,
-            usage,
-            ttft: None,
-            error,
-        },
-    ))
-}
-
-/// Relay an SSE stream frame by frame: the bytes the client gets are exactly the upstream's
-/// frames (inside our own chunked envelope), written as soon as each read completes them.
-#[allow(clippy::too_many_arguments)]
-async fn relay_stream(
-    worker: &Rc<Worker>,
-    conn: &mut ClientConn,
-    backend: &Backend,
-    rid: &str,
-    ex: Exchange,
-    upstreams: &crate::upstream::Upstreams,
-    keep_alive: bool,
-    started: Instant,
-) -> Result<(After, Outcome), Failed> {
-    let Exchange {
-        conn: mut up,
-        head,
-        leftover,
-        pool_key,
-        ..
-    } = ex;
-    let _gauge = StreamGauge::new(&worker.metrics);
-    let chunked = conn.version == 1;
-    let keep_alive = keep_alive && chunked;
-    let ct = head.content_type.as_deref().unwrap_or("text/event-stream");
-    let mut h = Head::new(conn.version, head.status)
-        .header("Content-Type", ct.as_bytes())
-        .header("Cache-Control", b"no-cache")
-        .header("X-Accel-Buffering", b"no")
-        .header("X-Request-Id", rid.as_bytes());
-    for (name, value) in &head.passthrough {
-        h = h.header(name, value);
-    }
-    let mut out = h.streaming(conn.version, keep_alive);
-    let mut decoder = BodyDecoder::new(head.framing);
-    let mut framer = SseFramer::new(backend.max_event_bytes);
-    let mut extractor = UsageExtractor::new();
-    let mut usage = None;
-    let mut ttft = None;
-    let mut raw = leftover;
-    let mut payload: Vec<u8> = Vec::with_capacity(16 * 1024);
-    let mut frames: Vec<Bytes> = Vec::with_capacity(16);
-    let mut clean_end = false;
-    let mut failure: Option<&'static str> = None;
-    loop {
-        payload.clear();
-        match decoder.decode(&raw, &mut payload) {
-            Ok(used) => {
-                raw.drain(..used);
-            }
-            Err(_) => {
-                failure = Some("upstream_protocol");
-                break;
-            }
-        }
-        framer.push(&payload);
-        frames.clear();
-        loop {
-            match framer.next_frame() {
-                Ok(Some(f)) => {
-                    if let Some(data) = f.data() {
-                        if !f.is_done() {
-                            if let Some(u) = extractor.extract(&data) {
-                                usage = Some(u);
-                            }
-                        }
-                    }
-                    frames.push(f.raw().clone());
-                }
-                Ok(None) => break,
-                Err(_) => {
-                    failure = Some("sse_frame_too_large");
-                    break;
-                }
-            }
-        }
-        // Frames completed before a failure in the same read still go out.
-        if !frames.is_empty() {
-            if ttft.is_none() {
-                ttft = Some(started.elapsed());
-            }
-            write_body(&mut out, &frames, chunked, false);
-        }
-        if failure.is_some() {
-            break;
-        }
-        if decoder.is_done() {
-            clean_end = true;
-            break;
-        }
-        if !out.is_empty() {
-            let n = out.len();
-            let (res, b) = conn.write(out).await;
-            out = b;
-            out.clear();
-            if res.is_err() {
-                return Err(Failed::ClientGone);
-            }
-            worker.metrics.add_bytes_to_client(n);
-        }
-        let read = monoio::time::timeout(backend.read_timeout, read_more(&mut up, raw, 16 * 1024));
-        let (res, b) = match conn.race(read).await {
-            Raced::ClientGone => return Err(Failed::ClientGone),
-            Raced::Done(Err(_)) => {
-                worker.metrics.count(Event::UpstreamTimeouts);
-                failure = Some("upstream_stalled");
-                raw = Vec::new();
-                break;
-            }
-            Raced::Done(Ok(r)) => r,
-        };
-        raw = b;
-        match res {
-            Ok(0) => {
-                if decoder.eof_is_clean() {
-                    clean_end = true;
-                } else {
-                    failure = Some("upstream_broken_stream");
-                }
-                break;
-            }
-            Ok(n) => worker.metrics.add_bytes_from_upstream(n),
-            Err(_) => {
-                failure = Some("upstream_broken_stream");
-                break;
-            }
-        }
-    }
-    // Whatever is left in the framer is an incomplete frame. After a clean end it is relayed
-    // as is (byte-exact). After a failure it is dropped: it can never be completed, and the
-    // error event below must not be glued onto it as one corrupt event.
-    let rest = framer.take_remainder();
-    if !rest.is_empty() && failure.is_none() {
-        write_body(&mut out, &[rest], chunked, false);
-    }
-    if let Some(reason) = failure {
-        worker.metrics.count(Event::UpstreamBrokenStreams);
-        tracing::warn!(request_id = rid, backend = %backend.name, reason, "upstream stream ended abnormally");
-        // Never let a broken upstream look like a clean finish: an error event, no [DONE].
-        let msg = format!(
-            "upstream stream from backend `{}` ended abnormally ({reason})",
-            backend.name
-        );
-        let body =
-            sluice_proto_llm::error::openai_error_body(&msg, "upstream_error", None, Some(reason));
-        write_body(&mut out, &[&b"data: "[..], &body, b"\n\n"], chunked, false);
-    }
-    write_body::<&[u8]>(&mut out, &[], chunked, true);
-    let n = out.len();
+    let bytes_out = out.len() as u64;
     let (res, _) = conn.write(out).await;
-    if res.is_err() {
-        return Err(Failed::ClientGone);
+    if let Some((ti, used_plan)) = last_attempt {
+        if let (Some(target), Some(cells)) = (
+            model.targets.get(ti),
+            snap.cells.get(model_idx).and_then(|v| v.get(ti)),
+        ) {
+            if let Some(backend) = cfg.backends.get(target.backend) {
+                let attempt = Attempt {
+                    worker,
+                    req: &req,
+                    info: &info,
+                    backend,
+                    upstream_model: &target.model,
+                    prompt_estimate,
+                };
+                let outcome = Outcome {
+                    status: last_err.status(),
+                    error: Some(last_err.kind.class()),
+                    bytes_out,
+                    ..Outcome::default()
+                };
+                attempt.observe(&cfg, model, cells, used_plan, &outcome);
+            }
+        }
     }
-    worker.metrics.add_bytes_to_client(n);
-    if clean_end && failure.is_none() && head.keep_alive && decoder.is_done() && raw.is_empty() {
-        upstreams.release(&pool_key, up, backend.pool_max_idle);
-    }
-    let after = if keep_alive && failure.is_none() {
+    if res.is_ok() && req.keep_alive {
         After::KeepAlive
     } else {
         After::Close
-    };
-    Ok((
-        after,
-        Outcome {
-            status: head.status,
-            usage,
-            ttft,
-            error: failure,
-        },
-    ))
+    }
 }
 
-/// The built-in mock provider: the same synthetic generator as `sluice-loadgen mock`, served
-/// in-process (no socket), paced by the backend's mock settings.
-#[allow(clippy::too_many_arguments)]
-async fn mock(
-    worker: &Rc<Worker>,
-    conn: &mut ClientConn,
-    endpoint: Endpoint,
-    backend: &Backend,
-    served_model: &str,
-    rid: &str,
-    body: &[u8],
-    stream: bool,
-    keep_alive: bool,
-    started: Instant,
-    _cells: &RouteCells,
-) -> Result<(After, Outcome), Failed> {
-    let mut req = match SynthRequest::parse(endpoint, body, backend.mock.tokens) {
-        Ok(r) => r,
-        Err(synth::SynthError::BadRequest { message, param }) => {
-            let err = GatewayError::new(ErrorKind::InvalidRequest, message).with_param(param);
-            let out =
-                crate::client::json_response(conn.version, 400, keep_alive, Some(rid), &err.body());
-            let after = finish_write(conn, out, keep_alive).await;
-            return Ok((
-                after,
-                Outcome {
-                    status: 400,
-                    usage: None,
-                    ttft: None,
-                    error: Some("invalid_request"),
-                },
-            ));
-        }
-    };
-    req.model = served_model.to_owned();
-    let created = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let prefix = match endpoint {
-        Endpoint::Completions => "cmpl",
-        Endpoint::ChatCompletions | Endpoint::Embeddings => "chatcmpl",
-    };
-    let id = format!("{prefix}-{rid}");
-    let usage = Usage {
-        prompt_tokens: req.prompt_tokens(),
-        completion_tokens: req.completion_tokens(),
-        total_tokens: req.prompt_tokens().saturating_add(req.completion_tokens()),
-        ..Usage::default()
-    };
-    let pacing = Pacing::from_rate(backend.mock.ttft, backend.mock.tokens_per_second);
-    let done = |after: After, ttft: Option<Duration>| {
-        Ok((
-            after,
-            Outcome {
-                status: 200,
-                usage: Some(usage),
-                ttft,
-                error: None,
-            },
-        ))
-    };
-    if !stream {
-        let due = pacing.whole(req.reply_tokens());
-        if !due.is_zero() {
-            if let Raced::ClientGone = conn.race(monoio::time::sleep(due)).await {
-                return Err(Failed::ClientGone);
-            }
-        }
-        let body = synth::response_body(&req, &id, created);
-        let out = Head::new(conn.version, 200)
-            .header("Content-Type", b"application/json")
-            .header("X-Request-Id", rid.as_bytes())
-            .with_body(keep_alive, &body);
-        worker.metrics.add_bytes_to_client(out.len());
-        return done(finish_write(conn, out, keep_alive).await, None);
-    }
-    let _gauge = StreamGauge::new(&worker.metrics);
-    let chunked = conn.version == 1;
-    let keep_alive = keep_alive && chunked;
-    let head = Head::new(conn.version, 200)
-        .header("Content-Type", b"text/event-stream")
-        .header("Cache-Control", b"no-cache")
-        .header("X-Accel-Buffering", b"no")
-        .header("X-Request-Id", rid.as_bytes())
-        .streaming(conn.version, keep_alive);
-    let (res, mut out) = conn.write(head).await;
-    if res.is_err() {
-        return Err(Failed::ClientGone);
-    }
-    let mut gen = SynthStream::new(&req, &id, created);
-    let mut frame = Vec::with_capacity(512);
-    let mut ttft = None;
-    let mut first = true;
-    loop {
-        frame.clear();
-        let Some(kind) = gen.next_kind(&mut frame) else {
-            break;
+/// One target tried for one request.
+struct Attempt<'a> {
+    worker: &'a Rc<Worker>,
+    req: &'a Request<'a>,
+    info: &'a RequestInfo,
+    backend: &'a Backend,
+    upstream_model: &'a str,
+    prompt_estimate: u64,
+}
+
+impl Attempt<'_> {
+    /// upstream + relay for a network backend.
+    async fn proxy(
+        &self,
+        conn: &mut ClientConn,
+        plan: Plan,
+        cells: &RouteCells,
+    ) -> Result<(After, Outcome), Failed> {
+        let (req, backend, info) = (self.req, self.backend, self.info);
+        let client = api_of(req.endpoint);
+        let Some(url) = &backend.upstream else {
+            return Err(Failed::Error(GatewayError::new(
+                ErrorKind::Internal,
+                "backend has no URL",
+            )));
         };
-        let delay = pacing.before(kind, first, gen.token_frames_sent());
-        first = false;
-        if !delay.is_zero() {
-            if let Raced::ClientGone = conn.race(monoio::time::sleep(delay)).await {
-                return Err(Failed::ClientGone);
+        let stream = info.stream && req.endpoint != Endpoint::Embeddings;
+        // The upstream body: translated, or the client's with the upstream model name and (for
+        // Chat and Completions streams) usage asked for, so every stream's tokens are known.
+        let mut echo = None;
+        let mut strip_usage = false;
+        let body = if plan.translated {
+            match translate::translate_request(
+                client,
+                plan.upstream,
+                &req.body,
+                self.upstream_model,
+                backend.default_max_tokens,
+            ) {
+                Some(Ok(t)) => {
+                    if !t.dropped.is_empty() {
+                        tracing::debug!(request_id = req.rid, dropped = ?t.dropped, "translation dropped fields without an equivalent");
+                    }
+                    echo = t.echo;
+                    t.body
+                }
+                Some(Err(e)) => {
+                    let kind = if e.status() == 400 {
+                        ErrorKind::InvalidRequest
+                    } else {
+                        ErrorKind::UpstreamProtocol
+                    };
+                    return Err(Failed::Error(
+                        GatewayError::new(kind, e.message().to_owned()).with_param(e.param()),
+                    ));
+                }
+                None => {
+                    return Err(Failed::Error(GatewayError::new(
+                        ErrorKind::Unsupported,
+                        format!(
+                            "no translation from {} to {}",
+                            client.as_str(),
+                            plan.upstream.as_str()
+                        ),
+                    )))
+                }
+            }
+        } else {
+            let mut body = if self.upstream_model != info.model {
+                match rewrite_model(&req.body, self.upstream_model) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        return Err(Failed::Error(GatewayError::new(
+                            ErrorKind::InvalidRequest,
+                            e.to_string(),
+                        )))
+                    }
+                }
+            } else {
+                req.body.clone()
+            };
+            let counts_usage_itself =
+                matches!(plan.op, Operation::ChatCompletions | Operation::Completions);
+            if stream && counts_usage_itself && !info.include_usage {
+                match force_include_usage(&body) {
+                    Ok(b) => {
+                        body = b;
+                        strip_usage = true;
+                    }
+                    Err(e) => {
+                        return Err(Failed::Error(GatewayError::new(
+                            ErrorKind::InvalidRequest,
+                            e.to_string(),
+                        )))
+                    }
+                }
+            }
+            body
+        };
+        let key = if backend.api_keys.is_empty() {
+            None
+        } else {
+            backend
+                .api_keys
+                .get(self.worker.next_key_index(backend.api_keys.len()))
+                .map(|k| k.expose())
+        };
+        let mut extra: Vec<(&str, &[u8])> = Vec::new();
+        if backend.provider == Provider::Anthropic {
+            let native_messages = req.endpoint == Endpoint::Messages;
+            let version = match (&req.head.anthropic_version, native_messages) {
+                (Some(v), true) => v.as_str(),
+                _ => backend.anthropic_version.as_str(),
+            };
+            extra.push(("anthropic-version", version.as_bytes()));
+            if let (Some(beta), true) = (&req.head.anthropic_beta, native_messages) {
+                extra.push(("anthropic-beta", beta.as_bytes()));
             }
         }
-        out.clear();
-        write_body(&mut out, &[&frame], chunked, kind == FrameKind::Done);
-        let n = out.len();
-        let (res, b) = conn.write(out).await;
-        out = b;
-        if res.is_err() {
-            return Err(Failed::ClientGone);
+        let path = request_path(backend, url, plan.op, self.upstream_model);
+        let request = build_request(
+            backend,
+            url,
+            &Outgoing {
+                path: &path,
+                request_id: req.rid,
+                api_key: key,
+                stream,
+                extra: &extra,
+                body: &body,
+            },
+        );
+        let upstreams = self.worker.upstreams.borrow().clone();
+        let ex = match conn
+            .race(upstreams.exchange(backend, url, request, &self.worker.metrics))
+            .await
+        {
+            Raced::ClientGone => return Err(Failed::gone()),
+            Raced::Done(Err(e)) => return Err(Failed::Error(e)),
+            Raced::Done(Ok(ex)) => ex,
+        };
+        cells.upstream_latency.observe(ex.latency);
+        let translate = plan.translated.then(|| {
+            let created = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let mut rctx = ResponseContext::new(req.rid, created, info.model.clone());
+            rctx.include_usage = info.include_usage;
+            rctx.input_tokens_hint = Some(self.prompt_estimate);
+            if let Some(echo) = echo.take() {
+                rctx.echo = echo;
+            }
+            (client, rctx)
+        });
+        let mode = match &translate {
+            Some((client, rctx)) => {
+                match translate::new_stream_translator(plan.upstream, *client, rctx) {
+                    Some(t) => StreamMode::Translated(t),
+                    None => StreamMode::Native { strip_usage },
+                }
+            }
+            None => StreamMode::Native { strip_usage },
+        };
+        let ctx = RelayCtx {
+            worker: self.worker,
+            backend,
+            rid: req.rid,
+            keep_alive: req.keep_alive,
+            started: req.started,
+            client: req.endpoint,
+            upstream_api: plan.upstream,
+            translate,
+        };
+        relay(&ctx, conn, ex, &upstreams, mode).await
+    }
+
+    /// observe: token counts (estimated when the upstream gave none), cost, metrics, audit
+    /// record, log line.
+    fn observe(
+        &self,
+        cfg: &Config,
+        model: &Model,
+        cells: &Arc<RouteCells>,
+        plan: Plan,
+        o: &Outcome,
+    ) {
+        let (req, backend) = (self.req, self.backend);
+        let elapsed = req.started.elapsed();
+        cells.count_status(o.status);
+        cells.duration.observe(elapsed);
+        if let Some(t) = o.ttft {
+            cells.ttft.observe(t);
         }
-        worker.metrics.add_bytes_to_client(n);
-        if ttft.is_none() && kind == FrameKind::Token {
-            ttft = Some(started.elapsed());
+        // Tokens: the upstream's usage, else our tokenizer's count of the prompt and of the
+        // output text relayed (a request that never reached the upstream used none).
+        let (usage, estimated) = match o.usage {
+            Some(u) => (u, false),
+            None if (200..300).contains(&o.status) || o.incomplete => (
+                estimate_usage(model, &self.info.model, &req.body, o.output_text.as_deref()),
+                true,
+            ),
+            None => (TrackedUsage::default(), false),
+        };
+        let tokens = TokenCounts {
+            input: usage.input_tokens,
+            cached_input: usage.cached_input_tokens,
+            cache_write_input: usage.cache_creation_input_tokens,
+            output: usage.output_tokens,
+            reasoning: usage.reasoning_tokens,
+            estimated,
+        };
+        cells.count_tokens(&tokens);
+        if let (Some(ttft), true) = (o.ttft, usage.output_tokens > 1) {
+            let per = elapsed.saturating_sub(ttft)
+                / u32::try_from(usage.output_tokens - 1).unwrap_or(u32::MAX);
+            cells.tpot.observe(per);
+        }
+        let cost = model.price.map(|p| {
+            p.cost(
+                usage.input_tokens,
+                usage.cached_input_tokens,
+                usage.cache_creation_input_tokens,
+                usage.output_tokens,
+            )
+        });
+        if let Some(c) = cost {
+            cells.count_cost(c);
+        }
+        tracing::debug!(
+            request_id = req.rid,
+            model = %self.info.model,
+            backend = %backend.name,
+            status = o.status,
+            duration_ms = elapsed.as_secs_f64() * 1e3,
+            input_tokens = usage.input_tokens,
+            output_tokens = usage.output_tokens,
+            estimated,
+            error = o.error,
+            "request finished"
+        );
+        if cfg.audit.path.is_some() {
+            self.worker.audit.record(Record {
+                time: crate::audit::now_rfc3339(),
+                request_id: req.rid.to_owned(),
+                consumer: None,
+                api: endpoint_name(req.endpoint),
+                model: self.info.model.clone(),
+                backend: Some(Arc::from(backend.name.as_str())),
+                upstream_model: Some(self.upstream_model.to_owned()),
+                upstream_api: Some(plan.upstream.as_str()),
+                stream: self.info.stream,
+                status: o.status,
+                input_tokens: usage.input_tokens,
+                cached_input_tokens: usage.cached_input_tokens,
+                cache_write_input_tokens: usage.cache_creation_input_tokens,
+                output_tokens: usage.output_tokens,
+                reasoning_tokens: usage.reasoning_tokens,
+                estimated,
+                incomplete: o.incomplete,
+                cost_usd: cost,
+                ttft_ms: o.ttft.map(|t| t.as_secs_f64() * 1e3),
+                duration_ms: elapsed.as_secs_f64() * 1e3,
+                bytes_in: req.body.len() as u64,
+                bytes_out: o.bytes_out,
+                error: o.error,
+            });
         }
     }
-    done(
-        if keep_alive {
-            After::KeepAlive
+}
+
+/// Token counts from our tokenizer, for an upstream that reported none: the prompt's messages
+/// (chat formula) and the output text seen in the stream or body.
+fn estimate_usage(model: &Model, asked: &str, body: &[u8], output: Option<&str>) -> TrackedUsage {
+    let encoding = model
+        .tokenizer
+        .as_deref()
+        .and_then(Encoding::from_name)
+        .unwrap_or_else(|| Encoding::for_model(asked));
+    let messages = prompt_messages(body);
+    let input = tokenize::count_chat_prompt(
+        encoding,
+        messages.iter().map(|(r, t)| (r.as_str(), t.as_str())),
+    );
+    let output = output.map_or(0, |t| tokenize::count(encoding, t));
+    TrackedUsage {
+        input_tokens: input,
+        output_tokens: output,
+        ..TrackedUsage::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend(provider: &str, extra: &str) -> Backend {
+        let url = if provider == "mock" {
+            String::new()
         } else {
-            After::Close
-        },
-        ttft,
-    )
+            "base_url = \"http://h/v1\"\n".to_owned()
+        };
+        let text = format!("[backends.b]\nprovider = \"{provider}\"\n{url}{extra}\n[models.m]\ntargets = [{{ backend = \"b\" }}]\n");
+        crate::config::load_str(&text, "t.toml", None, &|_| None)
+            .unwrap()
+            .backends[0]
+            .clone()
+    }
+
+    #[test]
+    fn plans() {
+        let openai = backend("openai", "");
+        let anthropic = backend("anthropic", "");
+        let native_responses = backend("openai", "responses_api = \"native\"");
+        let p = |e, b: &Backend| plan(e, b).map(|p| (p.op, p.upstream, p.translated));
+        assert_eq!(
+            p(Endpoint::ChatCompletions, &openai),
+            Some((Operation::ChatCompletions, Api::ChatCompletions, false))
+        );
+        assert_eq!(
+            p(Endpoint::Messages, &openai),
+            Some((Operation::ChatCompletions, Api::ChatCompletions, true))
+        );
+        assert_eq!(
+            p(Endpoint::Responses, &openai),
+            Some((Operation::ChatCompletions, Api::ChatCompletions, true))
+        );
+        assert_eq!(
+            p(Endpoint::Responses, &native_responses),
+            Some((Operation::Responses, Api::Responses, false))
+        );
+        assert_eq!(
+            p(Endpoint::ChatCompletions, &anthropic),
+            Some((Operation::Messages, Api::Messages, true))
+        );
+        assert_eq!(
+            p(Endpoint::Responses, &anthropic),
+            Some((Operation::Messages, Api::Messages, true))
+        );
+        assert_eq!(
+            p(Endpoint::Messages, &anthropic),
+            Some((Operation::Messages, Api::Messages, false))
+        );
+        assert_eq!(p(Endpoint::Embeddings, &anthropic), None);
+        assert_eq!(
+            p(Endpoint::Embeddings, &openai),
+            Some((Operation::Embeddings, Api::ChatCompletions, false))
+        );
+    }
 }

@@ -2,9 +2,10 @@
 //! pools and its config snapshot. Workers share nothing mutable; they learn about shutdown and
 //! new config snapshots through the control channel, polled by the housekeeping task.
 
+use crate::audit::AuditSink;
 use crate::client::{BodyError, ClientConn};
 use crate::config::Config;
-use crate::errors::{ErrorKind, GatewayError};
+use crate::errors::{ErrorFormat, ErrorKind, GatewayError};
 use crate::http::{parse_request_head, read_more, HeadError, RequestHead};
 use crate::metrics::{Event, RouteCells, Shard};
 use crate::upstream::Upstreams;
@@ -19,9 +20,16 @@ use std::time::{Duration, Instant};
 /// Messages from the control thread to a worker.
 pub enum Control {
     /// Install a new config snapshot (in-flight requests keep the old one).
-    Config(Arc<Config>, Arc<crate::upstream::tls::TlsConfigs>),
+    Config(Box<Install>),
     /// Stop accepting, finish in-flight work until the deadline, then exit.
     Drain(Instant),
+}
+
+/// A new config snapshot with what is built from it off the request path.
+pub struct Install {
+    pub config: Arc<Config>,
+    pub tls: Arc<crate::upstream::tls::TlsConfigs>,
+    pub board: Arc<crate::quota::Board>,
 }
 
 /// A config snapshot as one worker sees it: the shared immutable config plus this worker's
@@ -96,6 +104,8 @@ pub struct Worker {
     request_seq: Cell<u64>,
     key_rr: Cell<usize>,
     id_prefix: String,
+    pub audit: AuditSink,
+    pub quota: Rc<crate::quota::QuotaShard>,
 }
 
 impl Worker {
@@ -126,15 +136,31 @@ impl Worker {
     }
 }
 
+/// What a worker starts from.
+pub struct Init {
+    pub id: usize,
+    pub config: Arc<Config>,
+    pub tls: Arc<crate::upstream::tls::TlsConfigs>,
+    pub listeners: Vec<std::net::TcpListener>,
+    pub metrics: Arc<Shard>,
+    pub control: crossbeam_channel::Receiver<Control>,
+    pub audit: AuditSink,
+    pub board: Arc<crate::quota::Board>,
+}
+
 /// Entry point of a worker thread's runtime.
-pub async fn run(
-    id: usize,
-    config: Arc<Config>,
-    tls: Arc<crate::upstream::tls::TlsConfigs>,
-    listeners: Vec<std::net::TcpListener>,
-    metrics: Arc<Shard>,
-    control: crossbeam_channel::Receiver<Control>,
-) {
+pub async fn run(init: Init) {
+    let Init {
+        id,
+        config,
+        tls,
+        listeners,
+        metrics,
+        control,
+        audit,
+        board,
+    } = init;
+    let quota = crate::quota::QuotaShard::new(id, board, config.quota.fail_closed);
     let start = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros());
@@ -148,6 +174,8 @@ pub async fn run(
         request_seq: Cell::new(0),
         key_rr: Cell::new(id),
         id_prefix: format!("{:x}-{id}-", start & 0xffff_ffff_ffff),
+        audit,
+        quota,
     });
     for l in listeners {
         match TcpListener::from_std(l) {
@@ -179,11 +207,24 @@ async fn housekeeping(
 ) -> Instant {
     let mut last_sweep = Instant::now();
     loop {
-        monoio::time::sleep(Duration::from_millis(10)).await;
+        // The tick is the quota gossip interval (capped at 10 ms for the control channel).
+        let tick = worker
+            .config()
+            .quota
+            .sync_interval
+            .min(Duration::from_millis(10));
+        monoio::time::sleep(tick).await;
+        worker.quota.sync(crate::time::unix_ms());
         loop {
             match control.try_recv() {
-                Ok(Control::Config(cfg, tls)) => {
+                Ok(Control::Config(install)) => {
+                    let Install {
+                        config: cfg,
+                        tls,
+                        board,
+                    } = *install;
                     let hash = cfg.source.hash.clone();
+                    worker.quota.install(board, cfg.quota.fail_closed);
                     let snap = Snapshot::new(cfg, &worker.metrics);
                     *worker.snapshot.borrow_mut() = Rc::new(snap);
                     *worker.upstreams.borrow_mut() =
@@ -346,7 +387,7 @@ async fn connection(worker: Rc<Worker>, stream: TcpStream) {
                     };
                     worker.metrics.count(ev);
                     let err = GatewayError::new(kind, msg);
-                    respond_error(&worker, &mut conn, &err, None, false).await;
+                    respond_error(&worker, &mut conn, &err, None, false, ErrorFormat::OpenAi).await;
                     conn.linger_close().await;
                     return;
                 }
@@ -357,10 +398,10 @@ async fn connection(worker: Rc<Worker>, stream: TcpStream) {
                 Err(_) => {
                     worker.metrics.count(Event::HeadTimeouts);
                     let err = GatewayError::new(
-                        ErrorKind::MalformedHttp,
+                        ErrorKind::RequestTimeout,
                         "timed out reading the request head",
                     );
-                    respond_status(&mut conn, 408, &err).await;
+                    respond_error(&worker, &mut conn, &err, None, false, ErrorFormat::OpenAi).await;
                     return;
                 }
                 Ok((Ok(0), _)) | Ok((Err(_), _)) => return,
@@ -374,8 +415,18 @@ async fn connection(worker: Rc<Worker>, stream: TcpStream) {
             Ok(b) => b,
             Err(None) => return,
             Err(Some(err)) => {
-                respond_error(&worker, &mut conn, &err, head.request_id.as_deref(), false).await;
-                conn.linger_close().await;
+                respond_error(
+                    &worker,
+                    &mut conn,
+                    &err,
+                    head.request_id.as_deref(),
+                    false,
+                    ErrorFormat::for_path(&head.path),
+                )
+                .await;
+                if err.kind != ErrorKind::RequestTimeout {
+                    conn.linger_close().await;
+                }
                 return;
             }
         };
@@ -401,14 +452,10 @@ async fn read_body(
     match conn.read_body(head, max, deadline).await {
         Ok(body) => Ok(body),
         Err(BodyError::Closed) => Err(None),
-        Err(BodyError::TimedOut) => {
-            let err = GatewayError::new(
-                ErrorKind::MalformedHttp,
-                "timed out reading the request body",
-            );
-            respond_status(conn, 408, &err).await;
-            Err(None)
-        }
+        Err(BodyError::TimedOut) => Err(Some(GatewayError::new(
+            ErrorKind::RequestTimeout,
+            "timed out reading the request body",
+        ))),
         Err(BodyError::TooLarge) => {
             worker.metrics.count(Event::BodyTooLarge);
             Err(Some(GatewayError::new(
@@ -433,6 +480,7 @@ pub async fn respond_error(
     err: &GatewayError,
     request_id: Option<&str>,
     keep_alive: bool,
+    format: ErrorFormat,
 ) -> After {
     worker.metrics.unrouted.count_status(err.status());
     let out = crate::client::json_response(
@@ -440,7 +488,7 @@ pub async fn respond_error(
         err.status(),
         keep_alive,
         request_id,
-        &err.body(),
+        &err.body_in(format),
     );
     let (res, _) = conn.write(out).await;
     if res.is_err() || !keep_alive {
@@ -448,9 +496,4 @@ pub async fn respond_error(
     } else {
         After::KeepAlive
     }
-}
-
-async fn respond_status(conn: &mut ClientConn, status: u16, err: &GatewayError) {
-    let out = crate::client::json_response(conn.version, status, false, None, &err.body());
-    let _ = conn.write(out).await;
 }

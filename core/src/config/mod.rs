@@ -8,10 +8,14 @@
 //!
 //! Every rejection rule has a fixture in `configs/invalid/` and a test that loads it.
 
+mod access;
 mod error;
 mod raw;
 mod units;
 
+pub use access::{
+    key_digest, Auth, Consumer, JwtKey, JwtSettings, Limit, Metric, Quota, QuotaBackend, Window,
+};
 pub use error::{ConfigError, ConfigErrors};
 
 use error::Locator;
@@ -24,6 +28,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
 use units::{parse_duration, parse_size, RawSize};
+
+/// `api-version` sent to Azure OpenAI when the config names none.
+pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
+/// `anthropic-version` sent to Anthropic when neither the client nor the config names one.
+pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
 
 /// The config `sluice` runs with when given no `--config`: model `mock` on the built-in mock
 /// provider.
@@ -38,7 +47,23 @@ pub struct Config {
     pub models: Vec<Model>,
     /// Model name -> index in `models`.
     model_index: HashMap<String, usize>,
+    pub audit: Audit,
+    /// When any are configured, every LLM request needs a key or a JWT.
+    pub consumers: Vec<Consumer>,
+    /// SHA-256 of a key -> index in `consumers`.
+    key_index: HashMap<[u8; 32], usize>,
+    pub auth: Auth,
+    pub quota: Quota,
     pub source: Source,
+}
+
+/// The audit log: one JSON line per request, written by a dedicated thread.
+#[derive(Debug, Clone)]
+pub struct Audit {
+    /// `None`: no audit log.
+    pub path: Option<PathBuf>,
+    /// Records queued for the writer thread; when full, records are dropped and counted.
+    pub buffer: usize,
 }
 
 /// Where a snapshot came from (shown by `/admin/config`).
@@ -105,6 +130,10 @@ pub enum LogFormat {
 pub enum Provider {
     /// OpenAI and OpenAI-compatible servers (vLLM, Ollama, DeepSeek, ...).
     OpenAi,
+    /// Azure OpenAI: deployment URLs, `api-key` header, `api-version` query parameter.
+    AzureOpenAi,
+    /// Anthropic Messages API: `x-api-key` and `anthropic-version` headers.
+    Anthropic,
     /// The built-in synthetic provider (no network).
     Mock,
 }
@@ -113,8 +142,20 @@ impl Provider {
     pub fn as_str(self) -> &'static str {
         match self {
             Provider::OpenAi => "openai",
+            Provider::AzureOpenAi => "azure-openai",
+            Provider::Anthropic => "anthropic",
             Provider::Mock => "mock",
         }
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "openai" => Provider::OpenAi,
+            "azure-openai" => Provider::AzureOpenAi,
+            "anthropic" => Provider::Anthropic,
+            "mock" => Provider::Mock,
+            _ => return None,
+        })
     }
 }
 
@@ -137,6 +178,16 @@ pub struct Backend {
     pub max_event_bytes: usize,
     pub tls: TlsSettings,
     pub mock: MockSettings,
+    /// Azure OpenAI `api-version` query parameter.
+    pub api_version: Option<String>,
+    /// Anthropic `anthropic-version` header (when the client sends none).
+    pub anthropic_version: String,
+    /// The backend serves `/responses` itself; otherwise Responses requests are translated to
+    /// Chat Completions.
+    pub native_responses: bool,
+    /// `max_tokens` sent to an Anthropic backend when a translated request has none (the
+    /// Messages API requires it).
+    pub default_max_tokens: u64,
 }
 
 /// A parsed `base_url`.
@@ -188,6 +239,45 @@ pub struct Model {
     pub name: String,
     /// Tried in order; the next one only when nothing reached the client.
     pub targets: Vec<Target>,
+    /// Prices for the audit log and cost metrics; `None`: cost unknown.
+    pub price: Option<Price>,
+    /// Tokenizer for estimates when an upstream reports no usage (`o200k_base` or
+    /// `cl100k_base`); `None`: chosen from the model family.
+    pub tokenizer: Option<String>,
+    /// Limits on the model for all consumers together (protecting a backend).
+    pub limits: Vec<Limit>,
+}
+
+/// USD per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Price {
+    /// Uncached input.
+    pub input: f64,
+    /// Input read from the provider's prompt cache.
+    pub cached_input: f64,
+    /// Input written to the provider's prompt cache (Anthropic).
+    pub cache_write: f64,
+    pub output: f64,
+}
+
+impl Price {
+    /// Cost in USD of one request. `input_tokens` includes cached and cache-write tokens.
+    pub fn cost(
+        &self,
+        input_tokens: u64,
+        cached: u64,
+        cache_write: u64,
+        output_tokens: u64,
+    ) -> f64 {
+        let plain = input_tokens
+            .saturating_sub(cached)
+            .saturating_sub(cache_write);
+        (plain as f64 * self.input
+            + cached as f64 * self.cached_input
+            + cache_write as f64 * self.cache_write
+            + output_tokens as f64 * self.output)
+            / 1e6
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -222,6 +312,27 @@ impl Config {
     /// The embedded default config (model `mock` on the built-in mock provider).
     pub fn embedded_default() -> Result<Config, ConfigErrors> {
         load_str(EMBEDDED_DEFAULT, "<embedded default>", None, &env_lookup)
+    }
+
+    /// The consumer owning a key (looked up by the key's SHA-256).
+    pub fn consumer_by_key(&self, key: &str) -> Option<&Consumer> {
+        let digest = key_digest(key);
+        let i = *self.key_index.get(&digest)?;
+        let c = self.consumers.get(i)?;
+        // The map lookup is on the digest, not the key; confirm in constant time anyway.
+        c.key_digests
+            .iter()
+            .any(|d| constant_time_eq(d, &digest))
+            .then_some(c)
+    }
+
+    pub fn consumer(&self, name: &str) -> Option<&Consumer> {
+        self.consumers.iter().find(|c| c.name == name)
+    }
+
+    /// Whether requests need a consumer key (any consumer or JWT auth is configured).
+    pub fn auth_required(&self) -> bool {
+        !self.consumers.is_empty() || self.auth.jwt.is_some()
     }
 
     pub fn model(&self, name: &str) -> Option<&Model> {
@@ -288,6 +399,14 @@ impl Config {
     }
 }
 
+/// Equal-length byte comparison whose time does not depend on where the bytes differ.
+pub fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
 fn env_lookup(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
@@ -341,6 +460,30 @@ pub fn load_str(
             models.push(m);
         }
     }
+    let audit = v.audit(&raw.audit);
+    let model_names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
+    let mut consumers = Vec::with_capacity(raw.consumers.len());
+    for (name, c) in &raw.consumers {
+        if let Some(c) = v.consumer(name, c, &model_names) {
+            consumers.push(c);
+        }
+    }
+    let mut key_index = HashMap::new();
+    for (i, c) in consumers.iter().enumerate() {
+        for d in &c.key_digests {
+            if let Some(other) = key_index.insert(*d, i) {
+                let first = consumers
+                    .get(other)
+                    .map_or("?", |c: &Consumer| c.name.as_str());
+                v.err(
+                    None,
+                    format!("consumers `{first}` and `{}` share a key", c.name),
+                );
+            }
+        }
+    }
+    let auth = v.auth(&raw.auth);
+    let quota = v.quota(&raw.quota);
     if models.is_empty() && v.errors.is_empty() {
         v.err(
             None,
@@ -361,6 +504,11 @@ pub fn load_str(
         backends,
         models,
         model_index,
+        audit,
+        consumers,
+        key_index,
+        auth,
+        quota,
         source: Source {
             path: path.map(Path::to_path_buf),
             hash: content_hash(text),
@@ -657,28 +805,19 @@ impl Validator<'_> {
             );
         }
         let key = |k: &str| format!("backends.{n}.{k}");
-        let provider = match raw.provider.get_ref().as_str() {
-            "openai" => Provider::OpenAi,
-            "mock" => Provider::Mock,
-            other => {
-                self.err(
-                    span(&raw.provider),
-                    format!(
-                        "`{}`: unknown provider `{other}` (expected \"openai\" or \"mock\")",
-                        key("provider")
-                    ),
-                );
-                return None;
-            }
+        let Some(provider) = Provider::parse(raw.provider.get_ref()) else {
+            self.err(
+                span(&raw.provider),
+                format!(
+                    "`{}`: unknown provider `{}` (expected \"openai\", \"azure-openai\", \"anthropic\" or \"mock\")",
+                    key("provider"),
+                    raw.provider.get_ref()
+                ),
+            );
+            return None;
         };
         let upstream = match (provider, &raw.base_url) {
-            (Provider::OpenAi, None) => {
-                self.err(
-                    span(&raw.provider),
-                    format!("backend `{n}` needs a `base_url`"),
-                );
-                None
-            }
+            (Provider::Mock, None) => None,
             (Provider::Mock, Some(u)) => {
                 self.err(
                     span(u),
@@ -688,15 +827,113 @@ impl Validator<'_> {
                 );
                 None
             }
-            (Provider::OpenAi, Some(u)) => match parse_base_url(u.get_ref()) {
+            (_, None) => {
+                self.err(
+                    span(&raw.provider),
+                    format!("backend `{n}` needs a `base_url`"),
+                );
+                None
+            }
+            (_, Some(u)) => match parse_base_url(u.get_ref()) {
                 Ok(url) => Some(url),
                 Err(e) => {
                     self.err(span(u), format!("`{}`: {e}", key("base_url")));
                     None
                 }
             },
-            (Provider::Mock, None) => None,
         };
+        let api_version = match (&raw.api_version, provider) {
+            (None, Provider::AzureOpenAi) => Some(DEFAULT_AZURE_API_VERSION.to_owned()),
+            (None, _) => None,
+            (Some(v), Provider::AzureOpenAi) => {
+                let text = v.get_ref().trim();
+                let ok = !text.is_empty()
+                    && text
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+                if !ok {
+                    self.err(
+                        span(v),
+                        format!(
+                            "`{}`: `{text}` is not an API version such as 2024-10-21",
+                            key("api_version")
+                        ),
+                    );
+                }
+                Some(text.to_owned())
+            }
+            (Some(v), _) => {
+                self.err(
+                    span(v),
+                    format!(
+                        "`{}` only applies to provider = \"azure-openai\"",
+                        key("api_version")
+                    ),
+                );
+                None
+            }
+        };
+        let anthropic_version = match (&raw.anthropic_version, provider) {
+            (None, _) => DEFAULT_ANTHROPIC_VERSION.to_owned(),
+            (Some(v), Provider::Anthropic) => {
+                if !valid_header_value(v.get_ref()) || v.get_ref().trim().is_empty() {
+                    self.err(
+                        span(v),
+                        format!(
+                            "`{}` must be a version such as 2023-06-01",
+                            key("anthropic_version")
+                        ),
+                    );
+                }
+                v.get_ref().trim().to_owned()
+            }
+            (Some(v), _) => {
+                self.err(
+                    span(v),
+                    format!(
+                        "`{}` only applies to provider = \"anthropic\"",
+                        key("anthropic_version")
+                    ),
+                );
+                DEFAULT_ANTHROPIC_VERSION.to_owned()
+            }
+        };
+        let native_responses = match (&raw.responses_api, provider) {
+            (None, Provider::OpenAi) => upstream
+                .as_ref()
+                .is_some_and(|u| u.host == "api.openai.com"),
+            (None, _) => false,
+            (Some(r), Provider::OpenAi | Provider::AzureOpenAi) => match r.get_ref().as_str() {
+                "native" => true,
+                "translate" => false,
+                other => {
+                    self.err(
+                        span(r),
+                        format!(
+                            "`{}`: `{other}` is not one of native, translate",
+                            key("responses_api")
+                        ),
+                    );
+                    false
+                }
+            },
+            (Some(r), _) => {
+                self.err(
+                    span(r),
+                    format!(
+                        "`{}` only applies to OpenAI and Azure OpenAI backends",
+                        key("responses_api")
+                    ),
+                );
+                false
+            }
+        };
+        let default_max_tokens = self.int(
+            raw.default_max_tokens.as_ref(),
+            &key("default_max_tokens"),
+            4096,
+            (1, 1_000_000),
+        ) as u64;
         let mut api_keys = Vec::new();
         for k in raw.api_keys.iter().flatten() {
             if k.get_ref().trim().is_empty() {
@@ -841,6 +1078,10 @@ impl Validator<'_> {
             ),
             tls,
             mock,
+            api_version,
+            anthropic_version,
+            native_responses,
+            default_max_tokens,
         })
     }
 
@@ -901,6 +1142,33 @@ impl Validator<'_> {
         }
     }
 
+    fn audit(&mut self, raw: &raw::RawAudit) -> Audit {
+        let buffer = self.int(
+            raw.buffer.as_ref(),
+            "audit.buffer",
+            65_536,
+            (16, 16_777_216),
+        );
+        let path = raw.path.as_ref().and_then(|p| {
+            if p.get_ref().trim().is_empty() {
+                self.err(span(p), "`audit.path` must not be empty");
+                return None;
+            }
+            let path = self.base_dir.join(p.get_ref());
+            match path.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => {
+                    self.err(
+                        span(p),
+                        format!("`audit.path`: directory {} does not exist", dir.display()),
+                    );
+                    None
+                }
+                _ => Some(path),
+            }
+        });
+        Audit { path, buffer }
+    }
+
     fn model(
         &mut self,
         name: &Spanned<String>,
@@ -948,9 +1216,44 @@ impl Validator<'_> {
                 model,
             });
         }
+        let price = raw.price.as_ref().map(|p| {
+            let p = p.get_ref();
+            let mut get = |v: Option<&Spanned<f64>>, what: &str, default: f64| match v {
+                None => default,
+                Some(x) if x.get_ref().is_finite() && *x.get_ref() >= 0.0 => *x.get_ref(),
+                Some(x) => {
+                    self.err(
+                        span(x),
+                        format!(
+                            "model `{n}`: price `{what}` must be a non-negative number (USD per million tokens)"
+                        ),
+                    );
+                    0.0
+                }
+            };
+            let input = get(Some(&p.input), "input", 0.0);
+            let output = get(Some(&p.output), "output", 0.0);
+            let cached_input = get(p.cached_input.as_ref(), "cached_input", input);
+            let cache_write = get(p.cache_write.as_ref(), "cache_write", input);
+            Price { input, cached_input, cache_write, output }
+        });
+        let tokenizer = raw.tokenizer.as_ref().and_then(|t| match t.get_ref().as_str() {
+            name @ ("o200k_base" | "cl100k_base") => Some(name.to_owned()),
+            other => {
+                self.err(
+                    span(t),
+                    format!("model `{n}`: tokenizer `{other}` is not one of o200k_base, cl100k_base"),
+                );
+                None
+            }
+        });
+        let limits = self.limits(&raw.limits, &format!("model `{n}`"));
         Some(Model {
             name: n.clone(),
             targets,
+            price,
+            tokenizer,
+            limits,
         })
     }
 }

@@ -33,6 +33,10 @@ pub struct RequestHead {
     /// Bearer token or `x-api-key`, if any (used for consumer auth; never sent upstream).
     pub credential: Option<String>,
     pub request_id: Option<String>,
+    /// `anthropic-version`, forwarded to Anthropic backends on native Messages requests.
+    pub anthropic_version: Option<String>,
+    /// `anthropic-beta`, forwarded to Anthropic backends on native Messages requests.
+    pub anthropic_beta: Option<String>,
     /// Length of the head in bytes, including the final blank line.
     pub head_len: usize,
 }
@@ -106,6 +110,8 @@ pub fn parse_request_head(buf: &[u8], max_head: usize) -> Result<Option<RequestH
     let mut conn_keep_alive = false;
     let mut credential = None;
     let mut request_id = None;
+    let mut anthropic_version = None;
+    let mut anthropic_beta = None;
     for h in req.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("content-length") {
@@ -155,6 +161,10 @@ pub fn parse_request_head(buf: &[u8], max_head: usize) -> Result<Option<RequestH
                     .ok()
                     .map(|s| s.trim().to_owned());
             }
+        } else if name.eq_ignore_ascii_case("anthropic-version") {
+            anthropic_version = forwardable(h.value);
+        } else if name.eq_ignore_ascii_case("anthropic-beta") {
+            anthropic_beta = forwardable(h.value);
         } else if name.eq_ignore_ascii_case("x-request-id") {
             if let Ok(v) = std::str::from_utf8(h.value) {
                 let v = v.trim();
@@ -193,8 +203,19 @@ pub fn parse_request_head(buf: &[u8], max_head: usize) -> Result<Option<RequestH
         keep_alive,
         credential,
         request_id,
+        anthropic_version,
+        anthropic_beta,
         head_len,
     }))
+}
+
+/// A header value safe to copy into an upstream request: visible ASCII and spaces, at most
+/// 512 bytes, trimmed.
+fn forwardable(value: &[u8]) -> Option<String> {
+    let v = std::str::from_utf8(value).ok()?.trim();
+    let ok =
+        !v.is_empty() && v.len() <= 512 && v.bytes().all(|b| b == b' ' || b.is_ascii_graphic());
+    ok.then(|| v.to_owned())
 }
 
 pub fn trim_ascii(b: &[u8]) -> &[u8] {

@@ -9,7 +9,7 @@ pub mod tls;
 
 pub use conn::UpConn;
 
-use crate::config::{Backend, UpstreamUrl};
+use crate::config::{Backend, Provider, UpstreamUrl};
 use crate::errors::{ErrorKind, GatewayError};
 use crate::http::chunked::{ChunkedDecoder, ChunkedError};
 use crate::http::{read_more, MAX_HEADERS};
@@ -505,44 +505,120 @@ impl BodyDecoder {
     }
 }
 
-/// Build the upstream request head + body.
-pub fn build_request(
-    backend: &Backend,
-    url: &UpstreamUrl,
-    path_suffix: &str,
-    request_id: &str,
-    api_key: Option<&str>,
-    stream: bool,
-    body: &[u8],
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256 + body.len());
+/// What an upstream request asks for; with the backend's provider it decides the path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    ChatCompletions,
+    Completions,
+    Embeddings,
+    Responses,
+    Messages,
+}
+
+impl Operation {
+    fn suffix(self) -> &'static str {
+        match self {
+            Operation::ChatCompletions => "/chat/completions",
+            Operation::Completions => "/completions",
+            Operation::Embeddings => "/embeddings",
+            Operation::Responses => "/responses",
+            Operation::Messages => "/messages",
+        }
+    }
+}
+
+/// The request path (and query) for `op` on `backend`:
+/// - OpenAI-compatible: `{base}/chat/completions`, `{base}/responses`, ...
+/// - Azure OpenAI: `{base}/deployments/{deployment}/chat/completions?api-version=V` (the
+///   target's model names the deployment); Responses: `{base}/responses?api-version=V`.
+/// - Anthropic: `{base}/messages`.
+pub fn request_path(backend: &Backend, url: &UpstreamUrl, op: Operation, model: &str) -> String {
+    let mut path = String::with_capacity(url.base_path.len() + 64);
+    path.push_str(&url.base_path);
+    match backend.provider {
+        Provider::AzureOpenAi if op != Operation::Responses => {
+            path.push_str("/deployments/");
+            path.extend(percent_encoding::utf8_percent_encode(model, PATH_SEGMENT));
+            path.push_str(op.suffix());
+        }
+        _ => path.push_str(op.suffix()),
+    }
+    if let Some(v) = &backend.api_version {
+        path.push_str("?api-version=");
+        path.extend(percent_encoding::utf8_percent_encode(v, PATH_SEGMENT));
+    }
+    path
+}
+
+/// Characters escaped in a path segment (RFC 3986 `pchar` minus `/`).
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
+
+/// One upstream request, before it is written as bytes.
+pub struct Outgoing<'a> {
+    /// Path and query (see [`request_path`]).
+    pub path: &'a str,
+    pub request_id: &'a str,
+    /// The backend key, sent the way the provider expects it.
+    pub api_key: Option<&'a str>,
+    pub stream: bool,
+    /// Per-request headers (e.g. `anthropic-version`, a client's `anthropic-beta`).
+    pub extra: &'a [(&'a str, &'a [u8])],
+    pub body: &'a [u8],
+}
+
+/// Build the upstream request head + body. Built from scratch: nothing of the client's head
+/// (credentials above all) reaches the upstream except what `req.extra` names.
+pub fn build_request(backend: &Backend, url: &UpstreamUrl, req: &Outgoing<'_>) -> Vec<u8> {
+    use crate::http::write_header;
+    let mut out = Vec::with_capacity(320 + req.body.len());
     out.extend_from_slice(b"POST ");
-    out.extend_from_slice(url.base_path.as_bytes());
-    out.extend_from_slice(path_suffix.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
-    out.extend_from_slice(url.host_header.as_bytes());
-    out.extend_from_slice(b"\r\nContent-Type: application/json\r\nAccept: ");
-    out.extend_from_slice(if stream {
-        b"text/event-stream".as_slice()
+    out.extend_from_slice(req.path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    write_header(&mut out, "Host", url.host_header.as_bytes());
+    write_header(&mut out, "Content-Type", b"application/json");
+    let accept: &[u8] = if req.stream {
+        b"text/event-stream"
     } else {
-        b"application/json".as_slice()
-    });
-    out.extend_from_slice(b"\r\nUser-Agent: sluice/");
-    out.extend_from_slice(env!("CARGO_PKG_VERSION").as_bytes());
-    out.extend_from_slice(b"\r\nX-Request-Id: ");
-    out.extend_from_slice(request_id.as_bytes());
-    out.extend_from_slice(b"\r\n");
-    if let Some(k) = api_key {
-        out.extend_from_slice(b"Authorization: Bearer ");
-        out.extend_from_slice(k.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        b"application/json"
+    };
+    write_header(&mut out, "Accept", accept);
+    write_header(
+        &mut out,
+        "User-Agent",
+        concat!("sluice/", env!("CARGO_PKG_VERSION")).as_bytes(),
+    );
+    write_header(&mut out, "X-Request-Id", req.request_id.as_bytes());
+    if let Some(k) = req.api_key {
+        match backend.provider {
+            Provider::AzureOpenAi => write_header(&mut out, "api-key", k.as_bytes()),
+            Provider::Anthropic => write_header(&mut out, "x-api-key", k.as_bytes()),
+            Provider::OpenAi | Provider::Mock => {
+                out.extend_from_slice(b"Authorization: Bearer ");
+                out.extend_from_slice(k.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+    for (name, value) in req.extra {
+        write_header(&mut out, name, value);
     }
     for (name, value) in &backend.headers {
-        crate::http::write_header(&mut out, name, value.as_bytes());
+        write_header(&mut out, name, value.as_bytes());
     }
-    crate::http::write_header_u64(&mut out, "Content-Length", body.len() as u64);
+    crate::http::write_header_u64(&mut out, "Content-Length", req.body.len() as u64);
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body);
+    out.extend_from_slice(req.body);
     out
 }
 
@@ -582,5 +658,85 @@ mod tests {
         assert!(parse_response_head(b"HTTP/1.1 200 OK\r\nContent-")
             .unwrap()
             .is_none());
+    }
+
+    fn backend(toml: &str) -> Backend {
+        let text = format!("{toml}\n[models.m]\ntargets = [{{ backend = \"b\" }}]\n");
+        let cfg = crate::config::load_str(&text, "t.toml", None, &|_| None).unwrap();
+        cfg.backends[0].clone()
+    }
+
+    #[test]
+    fn paths_per_provider() {
+        let b = backend(
+            "[backends.b]\nprovider = \"openai\"\nbase_url = \"https://api.openai.com/v1\"",
+        );
+        let u = b.upstream.clone().unwrap();
+        assert_eq!(
+            request_path(&b, &u, Operation::ChatCompletions, "gpt"),
+            "/v1/chat/completions"
+        );
+        assert_eq!(
+            request_path(&b, &u, Operation::Responses, "gpt"),
+            "/v1/responses"
+        );
+        let b = backend("[backends.b]\nprovider = \"azure-openai\"\nbase_url = \"https://r.openai.azure.com/openai\"\napi_version = \"2024-10-21\"");
+        let u = b.upstream.clone().unwrap();
+        assert_eq!(
+            request_path(&b, &u, Operation::ChatCompletions, "my deploy/1"),
+            "/openai/deployments/my%20deploy%2F1/chat/completions?api-version=2024-10-21"
+        );
+        assert_eq!(
+            request_path(&b, &u, Operation::Embeddings, "emb"),
+            "/openai/deployments/emb/embeddings?api-version=2024-10-21"
+        );
+        let b = backend(
+            "[backends.b]\nprovider = \"anthropic\"\nbase_url = \"https://api.anthropic.com/v1\"",
+        );
+        let u = b.upstream.clone().unwrap();
+        assert_eq!(
+            request_path(&b, &u, Operation::Messages, "claude"),
+            "/v1/messages"
+        );
+    }
+
+    #[test]
+    fn keys_go_where_each_provider_wants_them() {
+        for (provider, url, header) in [
+            ("openai", "http://h/v1", "Authorization: Bearer sk-1\r\n"),
+            ("azure-openai", "https://h/openai", "api-key: sk-1\r\n"),
+            ("anthropic", "https://h/v1", "x-api-key: sk-1\r\n"),
+        ] {
+            let b = backend(&format!("[backends.b]\nprovider = \"{provider}\"\nbase_url = \"{url}\"\nheaders = {{ \"X-Team\" = \"a\" }}"));
+            let u = b.upstream.clone().unwrap();
+            let extra: [(&str, &[u8]); 1] = [("anthropic-version", b"2023-06-01")];
+            let raw = build_request(
+                &b,
+                &u,
+                &Outgoing {
+                    path: "/p",
+                    request_id: "r1",
+                    api_key: Some("sk-1"),
+                    stream: true,
+                    extra: &extra,
+                    body: b"{}",
+                },
+            );
+            let text = String::from_utf8(raw).unwrap();
+            assert!(
+                text.starts_with("POST /p HTTP/1.1\r\nHost: h\r\n"),
+                "{text}"
+            );
+            assert!(text.contains(header), "{provider}: {text}");
+            assert_eq!(text.matches("sk-1").count(), 1, "{text}");
+            assert!(
+                text.contains("Accept: text/event-stream\r\n")
+                    && text.contains("anthropic-version: 2023-06-01\r\n")
+            );
+            assert!(
+                text.contains("X-Team: a\r\n") && text.ends_with("Content-Length: 2\r\n\r\n{}"),
+                "{text}"
+            );
+        }
     }
 }

@@ -427,13 +427,17 @@ pub fn post(path: &str, body: &str) -> String {
 }
 
 pub fn chat_body(stream: bool, usage: bool, content: &str) -> String {
+    chat_body_for("gpt-4o-mini", stream, usage, content)
+}
+
+pub fn chat_body_for(model: &str, stream: bool, usage: bool, content: &str) -> String {
     let opts = if usage {
         r#","stream_options":{"include_usage":true}"#
     } else {
         ""
     };
     format!(
-        r#"{{"model":"gpt-4o-mini","stream":{stream}{opts},"messages":[{{"role":"user","content":"{content}"}}]}}"#
+        r#"{{"model":"{model}","stream":{stream}{opts},"messages":[{{"role":"user","content":"{content}"}}]}}"#
     )
 }
 

@@ -10,5 +10,6 @@
 mod harness;
 mod limits;
 mod ops;
+mod protocols;
 mod proxy;
 mod tls;
