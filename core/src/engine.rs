@@ -7,6 +7,7 @@
 
 use crate::admin::AdminState;
 use crate::audit::AuditSink;
+use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::quota::{Board, BoardCell, LimitTable};
@@ -120,8 +121,11 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     let audit = AuditSink::start(config.audit.path.clone(), config.audit.buffer)
         .map_err(|e| format!("cannot start the audit writer: {e}"))?;
     let board = BoardCell::new(Board::new(Arc::new(LimitTable::build(&config)), workers));
+    let auth = Arc::new(Authenticator::new(&config).map_err(|e| e.to_string())?);
+    log_auth(&config, &auth);
     let mut metrics = Metrics::new(workers);
     metrics.audit = Some(audit.clone());
+    metrics.board = Some(board.clone());
     let state = Arc::new(AdminState {
         workers,
         ..Default::default()
@@ -170,6 +174,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
             exited: events_tx.clone(),
             audit: audit.clone(),
             board: board.current(),
+            auth: auth.clone(),
         };
         let handle = std::thread::Builder::new()
             .name(format!("sluice-w{id}"))
@@ -258,6 +263,7 @@ struct WorkerSpec {
     exited: Sender<Event>,
     audit: AuditSink,
     board: Arc<Board>,
+    auth: Arc<Authenticator>,
 }
 
 /// Tells the control loop a worker thread ended, however it ended (panics included).
@@ -283,6 +289,7 @@ fn worker_thread(spec: WorkerSpec) {
         exited,
         audit,
         board,
+        auth,
     } = spec;
     let _notice = ExitNotice(id, exited);
     if let Some(core) = core {
@@ -310,9 +317,28 @@ fn worker_thread(spec: WorkerSpec) {
         control,
         audit,
         board,
+        auth,
     });
     if let Err(e) = crate::runtime::block_on(id, choice, entries, announce, fut) {
         let _ = started.send(Err(e));
+    }
+}
+
+/// Says who may use the gateway; loudly when anyone may.
+fn log_auth(config: &Config, auth: &Authenticator) {
+    if auth.is_open() {
+        tracing::warn!(
+            "authentication: OPEN (no consumers configured): anyone who reaches the client listener may use every model"
+        );
+    } else {
+        tracing::info!(
+            consumers = config.consumers.len(),
+            "authentication: {}",
+            auth.describe()
+        );
+    }
+    for w in auth.warnings() {
+        tracing::warn!("authentication: {w}");
     }
 }
 
@@ -490,6 +516,14 @@ impl ControlLoop {
         self.state.set_config_info(config_info_json(&new));
         let new = Arc::new(new);
         let tls = Arc::new(tls);
+        let auth = match Authenticator::new(&new) {
+            Ok(a) => Arc::new(a),
+            Err(e) => {
+                tracing::error!("config reload rejected ({why}), keeping the old config: {e}");
+                return;
+            }
+        };
+        log_auth(&new, &auth);
         let board = Board::new(Arc::new(LimitTable::build(&new)), self.controls.len());
         self.board.publish(board.clone());
         for c in &self.controls {
@@ -497,6 +531,7 @@ impl ControlLoop {
                 config: new.clone(),
                 tls: tls.clone(),
                 board: board.clone(),
+                auth: auth.clone(),
             })));
         }
         if new.audit.path != self.running.audit.path {

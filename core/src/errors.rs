@@ -36,6 +36,14 @@ pub enum ErrorKind {
     /// The backend cannot serve this endpoint (embeddings on Anthropic): 400, but another
     /// target of the model may.
     Unsupported,
+    /// No or a wrong key or token: 401.
+    Unauthorized,
+    /// The consumer may not use this model: 403.
+    Forbidden,
+    /// A rate limit was reached: 429, retry later.
+    RateLimited,
+    /// A budget (cost, day, month) is spent: 429 `insufficient_quota`, not worth retrying.
+    QuotaExceeded,
     /// The gateway is shutting down: 503.
     Draining,
     Internal,
@@ -49,6 +57,9 @@ impl ErrorKind {
             ErrorKind::MethodNotAllowed => 405,
             ErrorKind::BodyTooLarge => 413,
             ErrorKind::HeaderTooLarge => 431,
+            ErrorKind::Unauthorized => 401,
+            ErrorKind::Forbidden => 403,
+            ErrorKind::RateLimited | ErrorKind::QuotaExceeded => 429,
             ErrorKind::RequestTimeout => 408,
             ErrorKind::NotImplemented => 501,
             ErrorKind::UpstreamUnreachable | ErrorKind::UpstreamProtocol => 502,
@@ -69,6 +80,10 @@ impl ErrorKind {
             | ErrorKind::MalformedHttp
             | ErrorKind::RequestTimeout
             | ErrorKind::Unsupported
+            | ErrorKind::Unauthorized
+            | ErrorKind::Forbidden
+            | ErrorKind::RateLimited
+            | ErrorKind::QuotaExceeded
             | ErrorKind::NotImplemented => Side::Client,
             ErrorKind::UpstreamUnreachable
             | ErrorKind::UpstreamProtocol
@@ -98,6 +113,10 @@ impl ErrorKind {
             ErrorKind::RequestTimeout => "request_timeout",
             ErrorKind::NotImplemented => "not_implemented",
             ErrorKind::Unsupported => "unsupported_by_backend",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::QuotaExceeded => "quota_exceeded",
             ErrorKind::UpstreamUnreachable => "upstream_unreachable",
             ErrorKind::UpstreamProtocol => "upstream_protocol",
             ErrorKind::UpstreamTimeout => "upstream_timeout",
@@ -108,6 +127,13 @@ impl ErrorKind {
 
     /// The OpenAI `error.type` string.
     pub fn error_type(self) -> &'static str {
+        match self {
+            ErrorKind::Unauthorized => return "authentication_error",
+            ErrorKind::Forbidden => return "permission_error",
+            ErrorKind::RateLimited => return "rate_limit_error",
+            ErrorKind::QuotaExceeded => return "insufficient_quota",
+            _ => {}
+        }
         match self.side() {
             Side::Client => "invalid_request_error",
             Side::Upstream => "upstream_error",
@@ -122,6 +148,10 @@ impl ErrorKind {
             ErrorKind::HeaderTooLarge => Some("headers_too_large"),
             ErrorKind::RequestTimeout => Some("request_timeout"),
             ErrorKind::Unsupported => Some("unsupported_by_backend"),
+            ErrorKind::Unauthorized => Some("invalid_api_key"),
+            ErrorKind::Forbidden => Some("model_not_allowed"),
+            ErrorKind::RateLimited => Some("rate_limit_exceeded"),
+            ErrorKind::QuotaExceeded => Some("insufficient_quota"),
             ErrorKind::UpstreamUnreachable => Some("upstream_unreachable"),
             ErrorKind::UpstreamTimeout => Some("upstream_timeout"),
             ErrorKind::UpstreamProtocol => Some("upstream_protocol_error"),

@@ -82,7 +82,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Check { config }) => match config::load_file(&config) {
-            Ok(cfg) => match sluice_core::upstream::tls::build(&cfg) {
+            Ok(cfg) => match sluice_core::upstream::tls::build(&cfg).and_then(|_| {
+                sluice_core::auth::Authenticator::new(&cfg)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }) {
                 Ok(_) => {
                     println!("{}: OK", config.display());
                     println!("{}", cfg.summary());

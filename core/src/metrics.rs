@@ -188,9 +188,14 @@ pub enum Event {
     UpstreamTimeouts,
     UpstreamBrokenStreams,
     ConnectionsRejected,
+    AuthMissing,
+    AuthInvalid,
+    AuthUnknownConsumer,
+    ModelForbidden,
+    StreamsCutByBudget,
 }
 
-const EVENTS: [(&str, &str); 13] = [
+const EVENTS: [(&str, &str); 18] = [
     ("sluice_connections_accepted", "Client connections accepted"),
     (
         "sluice_client_disconnects",
@@ -234,7 +239,73 @@ const EVENTS: [(&str, &str); 13] = [
         "sluice_connections_rejected",
         "Client connections closed at accept because the worker was at max_connections",
     ),
+    ("sluice_auth_missing", "Requests refused with 401: no key or token"),
+    (
+        "sluice_auth_invalid",
+        "Requests refused with 401: unknown key or invalid token",
+    ),
+    (
+        "sluice_auth_unknown_consumer",
+        "Requests refused with 401: a valid token naming no configured consumer",
+    ),
+    (
+        "sluice_model_forbidden",
+        "Requests refused with 403: the consumer may not use the model",
+    ),
+    (
+        "sluice_streams_cut_by_budget",
+        "Streams ended early (finish_reason length) because a budget ran out during them",
+    ),
 ];
+
+/// Quota and usage counters of one consumer on one worker. Created when a snapshot is
+/// installed; `consumer` is empty for requests of an open gateway.
+#[derive(Debug)]
+pub struct ConsumerCells {
+    pub consumer: String,
+    pub admitted: AtomicU64,
+    /// Rejections by limit name (the consumer's limits and the models' limits).
+    rejected: Vec<(String, AtomicU64)>,
+    tokens: [AtomicU64; 2],
+    cost_nano_usd: AtomicU64,
+}
+
+impl ConsumerCells {
+    fn new(consumer: &str, limits: &[String]) -> Self {
+        let mut rejected: Vec<(String, AtomicU64)> = Vec::new();
+        for l in limits.iter().map(String::as_str).chain(["fleet_unavailable"]) {
+            if !rejected.iter().any(|(n, _)| n == l) {
+                rejected.push((l.to_owned(), AtomicU64::new(0)));
+            }
+        }
+        Self {
+            consumer: consumer.to_owned(),
+            admitted: AtomicU64::new(0),
+            rejected,
+            tokens: [AtomicU64::new(0), AtomicU64::new(0)],
+            cost_nano_usd: AtomicU64::new(0),
+        }
+    }
+
+    pub fn count_admitted(&self) {
+        bump(&self.admitted, 1);
+    }
+
+    pub fn count_rejected(&self, limit: &str) {
+        if let Some((_, c)) = self.rejected.iter().find(|(n, _)| n == limit) {
+            bump(c, 1);
+        }
+    }
+
+    pub fn count_usage(&self, input: u64, output: u64, cost_usd: Option<f64>) {
+        let [i, o] = &self.tokens;
+        bump(i, input);
+        bump(o, output);
+        if let Some(c) = cost_usd.filter(|c| c.is_finite() && *c > 0.0) {
+            bump(&self.cost_nano_usd, (c * 1e9).round() as u64);
+        }
+    }
+}
 
 /// One worker's shard.
 #[derive(Debug)]
@@ -250,6 +321,7 @@ pub struct Shard {
     /// Cells for requests that never got routed (bad request, unknown model, ...).
     pub unrouted: Arc<RouteCells>,
     routes: Mutex<Vec<Arc<RouteCells>>>,
+    consumers: Mutex<Vec<Arc<ConsumerCells>>>,
 }
 
 impl Shard {
@@ -264,6 +336,7 @@ impl Shard {
             events: std::array::from_fn(|_| AtomicU64::new(0)),
             unrouted: Arc::new(RouteCells::new("", "")),
             routes: Mutex::new(Vec::new()),
+            consumers: Mutex::new(Vec::new()),
         }
     }
 
@@ -304,6 +377,27 @@ impl Shard {
     }
 }
 
+impl Shard {
+    /// The cells of a consumer with these limit names, created if new (when a snapshot is
+    /// installed, never per request). A reload that changes the limits gets fresh cells; the
+    /// old ones keep being exported, so counters never go backwards.
+    pub fn consumer_cells(&self, consumer: &str, limits: &[String]) -> Arc<ConsumerCells> {
+        let mut all = match self.consumers.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let fits = |c: &ConsumerCells| {
+            c.consumer == consumer && limits.iter().all(|l| c.rejected.iter().any(|(n, _)| n == l))
+        };
+        if let Some(c) = all.iter().rev().find(|c| fits(c)) {
+            return c.clone();
+        }
+        let c = Arc::new(ConsumerCells::new(consumer, limits));
+        all.push(c.clone());
+        c
+    }
+}
+
 /// All shards, for the scraper.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -311,6 +405,8 @@ pub struct Metrics {
     pub started_unix: u64,
     /// The audit writer's counters, when it runs.
     pub audit: Option<crate::audit::AuditSink>,
+    /// The quota board, for the gossip lag gauge.
+    pub board: Option<crate::quota::BoardCell>,
 }
 
 impl Metrics {
@@ -322,6 +418,7 @@ impl Metrics {
             shards: Arc::new((0..workers).map(|w| Arc::new(Shard::new(w))).collect()),
             started_unix,
             audit: None,
+            board: None,
         }
     }
 
@@ -338,6 +435,108 @@ impl Metrics {
 }
 
 type Labels = Vec<(&'static str, String)>;
+
+impl Metrics {
+    fn encode_quota(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        #[derive(Default)]
+        struct Sums {
+            admitted: u64,
+            rejected: BTreeMap<String, u64>,
+            tokens: [u64; 2],
+            cost_nano_usd: u64,
+        }
+        let mut by_consumer: BTreeMap<String, Sums> = BTreeMap::new();
+        for s in self.shards.iter() {
+            let cells = match s.consumers.lock() {
+                Ok(g) => g.clone(),
+                Err(p) => p.into_inner().clone(),
+            };
+            for c in cells.iter() {
+                let sums = by_consumer.entry(c.consumer.clone()).or_default();
+                sums.admitted += c.admitted.load(Relaxed);
+                for (limit, n) in &c.rejected {
+                    *sums.rejected.entry(limit.clone()).or_default() += n.load(Relaxed);
+                }
+                for (dst, src) in sums.tokens.iter_mut().zip(c.tokens.iter()) {
+                    *dst += src.load(Relaxed);
+                }
+                sums.cost_nano_usd += c.cost_nano_usd.load(Relaxed);
+            }
+        }
+        let mut enc = encoder.encode_descriptor(
+            "sluice_quota_admitted",
+            "Requests admitted by the quota check, by consumer (empty: open gateway)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (consumer, v) in &by_consumer {
+            let labels: Labels = vec![("consumer", consumer.clone())];
+            ConstCounter::new(v.admitted).encode(enc.encode_family(&labels)?)?;
+        }
+        let mut enc = encoder.encode_descriptor(
+            "sluice_quota_rejected",
+            "Requests refused with 429, by consumer and the limit that refused them",
+            None,
+            MetricType::Counter,
+        )?;
+        for (consumer, v) in &by_consumer {
+            for (limit, n) in &v.rejected {
+                let labels: Labels = vec![("consumer", consumer.clone()), ("limit", limit.clone())];
+                ConstCounter::new(*n).encode(enc.encode_family(&labels)?)?;
+            }
+        }
+        let mut enc = encoder.encode_descriptor(
+            "sluice_consumer_tokens",
+            "Tokens by consumer and kind (input, output)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (consumer, v) in &by_consumer {
+            for (kind, n) in ["input", "output"].iter().zip(v.tokens.iter()) {
+                let labels: Labels = vec![("consumer", consumer.clone()), ("kind", (*kind).to_owned())];
+                ConstCounter::new(*n).encode(enc.encode_family(&labels)?)?;
+            }
+        }
+        let mut enc = encoder.encode_descriptor(
+            "sluice_consumer_cost_usd",
+            "Cost in USD by consumer",
+            None,
+            MetricType::Counter,
+        )?;
+        for (consumer, v) in &by_consumer {
+            let labels: Labels = vec![("consumer", consumer.clone())];
+            ConstCounter::new(v.cost_nano_usd as f64 / 1e9).encode(enc.encode_family(&labels)?)?;
+        }
+        if let Some(board) = &self.board {
+            let board = board.current();
+            let now = crate::time::unix_ms();
+            let lag = board
+                .published_at
+                .iter()
+                .map(|t| t.load(Relaxed))
+                .filter(|&t| t > 0)
+                .map(|t| now.saturating_sub(t))
+                .max()
+                .unwrap_or(0);
+            let enc = encoder.encode_descriptor(
+                "sluice_quota_gossip_lag_seconds",
+                "Age of the oldest worker's last published quota counts",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(lag as f64 / 1e3).encode(enc)?;
+            let enc = encoder.encode_descriptor(
+                "sluice_quota_fleet_up",
+                "1 when the fleet view (Redis) is current or not used, 0 while it is unavailable",
+                None,
+                MetricType::Gauge,
+            )?;
+            let up = i64::from(board.fleet_ok.load(Relaxed));
+            ConstGauge::new(up).encode(enc)?;
+        }
+        Ok(())
+    }
+}
 
 /// Token and cost counters of one (model, backend) pair merged across shards.
 #[derive(Default)]
@@ -496,6 +695,8 @@ impl Collector for Metrics {
             )?;
             ConstCounter::new(audit.dropped()).encode(enc)?;
         }
+
+        self.encode_quota(&mut encoder)?;
 
         for (i, (name, help)) in EVENTS.iter().enumerate() {
             let total: u64 = self

@@ -7,8 +7,10 @@ use crate::client::{ClientConn, Head, Raced};
 use crate::config::Backend;
 use crate::errors::{ErrorFormat, ErrorKind, GatewayError};
 use crate::http::chunked::write_body;
-use crate::relay::{Failed, Outcome, StreamGauge};
+use crate::metrics::Event;
+use crate::relay::{Enforce, Failed, Outcome, StreamGauge};
 use crate::worker::{After, Worker};
+use sluice_proto_llm::closer::{CloseUsage, StreamCloser};
 use sluice_proto_llm::synth::{self, Endpoint, FrameKind, Pacing, SynthRequest, SynthStream};
 use sluice_proto_llm::track::TrackedUsage;
 use std::time::Instant;
@@ -25,6 +27,8 @@ pub async fn serve(
     body: &[u8],
     keep_alive: bool,
     started: Instant,
+    headers: &[(&'static str, Vec<u8>)],
+    enforce: Option<&Enforce<'_>>,
 ) -> Result<(After, Outcome), Failed> {
     let format = if endpoint == Endpoint::Messages {
         ErrorFormat::Anthropic
@@ -95,10 +99,13 @@ pub async fn serve(
             }
         }
         let body = synth::response_body(&req, &id, created);
-        let out = Head::new(conn.version, 200)
+        let mut h = Head::new(conn.version, 200)
             .header("Content-Type", b"application/json")
-            .header("X-Request-Id", rid.as_bytes())
-            .with_body(keep_alive, &body);
+            .header("X-Request-Id", rid.as_bytes());
+        for (name, value) in headers {
+            h = h.header(name, value);
+        }
+        let out = h.with_body(keep_alive, &body);
         outcome.bytes_out = out.len() as u64;
         worker.metrics.add_bytes_to_client(out.len());
         let (res, _) = conn.write(out).await;
@@ -119,12 +126,15 @@ pub async fn serve(
     let _gauge = StreamGauge::new(&worker.metrics);
     let chunked = conn.version == 1;
     let keep_alive = keep_alive && chunked;
-    let head = Head::new(conn.version, 200)
+    let mut head = Head::new(conn.version, 200)
         .header("Content-Type", b"text/event-stream")
         .header("Cache-Control", b"no-cache")
         .header("X-Accel-Buffering", b"no")
-        .header("X-Request-Id", rid.as_bytes())
-        .streaming(conn.version, keep_alive);
+        .header("X-Request-Id", rid.as_bytes());
+    for (name, value) in headers {
+        head = head.header(name, value);
+    }
+    let head = head.streaming(conn.version, keep_alive);
     let (res, mut out) = conn.write(head).await;
     if res.is_err() {
         return Err(Failed::gone());
@@ -132,6 +142,7 @@ pub async fn serve(
     let mut gen = SynthStream::new(&req, &id, created);
     let mut frame = Vec::with_capacity(512);
     let mut first = true;
+    let mut closer = enforce.map(|e| StreamCloser::new(e.format, e.close.clone()));
     let gone = |mut outcome: Outcome, tokens: u64| {
         // Count what was generated before the client left.
         outcome.usage = Some(TrackedUsage {
@@ -155,6 +166,48 @@ pub async fn serve(
             }
         }
         out.clear();
+        if let (Some(e), Some(c)) = (enforce, closer.as_mut()) {
+            let tokens = gen.token_frames_sent();
+            if kind == FrameKind::Token && e.over(tokens).is_some() {
+                // The budget ran out: end the stream as a length cut instead of this token.
+                worker.metrics.count(Event::StreamsCutByBudget);
+                let mut closing = Vec::new();
+                let used = tokens.saturating_sub(1);
+                c.close(
+                    CloseUsage {
+                        input_tokens: req.prompt_tokens(),
+                        output_tokens: used,
+                        cached_input_tokens: 0,
+                    },
+                    &mut closing,
+                );
+                write_body(&mut out, &[&closing], chunked, true);
+                let n = out.len();
+                let (res, _) = conn.write(out).await;
+                outcome.usage = Some(TrackedUsage {
+                    output_tokens: used,
+                    ..usage
+                });
+                outcome.incomplete = true;
+                outcome.error = Some("budget_exhausted");
+                if res.is_err() {
+                    return Err(gone(outcome, used));
+                }
+                outcome.bytes_out += n as u64;
+                worker.metrics.add_bytes_to_client(n);
+                return Ok((
+                    if keep_alive {
+                        After::KeepAlive
+                    } else {
+                        After::Close
+                    },
+                    outcome,
+                ));
+            }
+            c.observe(&sluice_proto_llm::sse::SseFrame::new(
+                bytes::Bytes::copy_from_slice(&frame),
+            ));
+        }
         write_body(&mut out, &[&frame], chunked, kind == FrameKind::Done);
         let n = out.len();
         let (res, b) = conn.write(out).await;

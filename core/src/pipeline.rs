@@ -9,14 +9,17 @@
 //! Auth, admission and settlement slot in between `estimate` and `upstream` (quota issue).
 
 use crate::audit::Record;
-use crate::client::{ClientConn, Raced};
-use crate::config::{Backend, Config, Model, Provider};
+use crate::auth::{AuthError, Identity};
+use crate::client::{ClientConn, Head, Raced};
+use crate::config::{Backend, Config, Consumer, Metric, Model, Provider, Window};
 use crate::errors::{ErrorFormat, ErrorKind, GatewayError};
 use crate::http::{Method, RequestHead};
-use crate::metrics::{RouteCells, TokenCounts};
-use crate::relay::{relay, Failed, Outcome, RelayCtx, StreamMode};
+use crate::metrics::{ConsumerCells, Event, RouteCells, TokenCounts};
+use crate::quota::{Amounts, RateHeaders, Rejection, Reservation};
+use crate::relay::{relay, Enforce, Failed, Outcome, RelayCtx, StreamMode};
 use crate::upstream::{build_request, request_path, Operation, Outgoing};
 use crate::worker::{respond_error, After, Worker};
+use sluice_proto_llm::closer::{ClientFormat, CloseContext};
 use sluice_proto_llm::request::{
     force_include_usage, inspect, prompt_messages, rewrite_model, RequestInfo,
 };
@@ -220,6 +223,31 @@ fn plan(endpoint: Endpoint, backend: &Backend) -> Option<Plan> {
 async fn llm(worker: &Rc<Worker>, conn: &mut ClientConn, req: Request<'_>) -> After {
     let format = format_of(req.endpoint);
     let rid = req.rid;
+    // The snapshot is held for the whole request, so a reload mid-stream does not change what
+    // this request sees.
+    let snap = worker.snapshot();
+    let cfg = snap.config.clone();
+    // auth
+    let identity = match snap.auth.authenticate(&cfg, req.head.credential.as_deref()) {
+        Ok(i) => i,
+        Err(e) => {
+            worker.metrics.count(match e {
+                AuthError::Missing => Event::AuthMissing,
+                AuthError::Invalid(_) => Event::AuthInvalid,
+                AuthError::UnknownConsumer(_) => Event::AuthUnknownConsumer,
+            });
+            if let AuthError::UnknownConsumer(name) = &e {
+                tracing::info!(request_id = rid, consumer = %name, "valid token for an unknown consumer");
+            }
+            let err = GatewayError::new(ErrorKind::Unauthorized, e.message().to_owned());
+            let headers = [("WWW-Authenticate", e.www_authenticate().as_bytes().to_vec())];
+            return respond(worker, conn, &err, rid, req.keep_alive, format, &headers).await;
+        }
+    };
+    let consumer = match identity {
+        Identity::Consumer(i) => Some(i),
+        Identity::Open => None,
+    };
     // parse
     let info = match inspect(&req.body) {
         Ok(i) => i,
@@ -229,10 +257,7 @@ async fn llm(worker: &Rc<Worker>, conn: &mut ClientConn, req: Request<'_>) -> Af
             return respond_error(worker, conn, &err, Some(rid), req.keep_alive, format).await;
         }
     };
-    // resolve: the snapshot is held for the whole request, so a reload mid-stream does not
-    // change what this request sees.
-    let snap = worker.snapshot();
-    let cfg = snap.config.clone();
+    // resolve
     let Some((model_idx, model)) = cfg
         .model_position(&info.model)
         .and_then(|i| cfg.models.get(i).map(|m| (i, m)))
@@ -247,8 +272,65 @@ async fn llm(worker: &Rc<Worker>, conn: &mut ClientConn, req: Request<'_>) -> Af
         )
         .await;
     };
-    // estimate (admission will reserve against it)
+    if let Some(c) = identity.consumer(&cfg) {
+        if !c.may_use(&model.name) {
+            worker.metrics.count(Event::ModelForbidden);
+            let err = GatewayError::new(
+                ErrorKind::Forbidden,
+                format!(
+                    "Consumer `{}` may not use the model `{}`.",
+                    c.name, model.name
+                ),
+            )
+            .with_param(Some("model"));
+            return respond_error(worker, conn, &err, Some(rid), req.keep_alive, format).await;
+        }
+    }
+    let consumer_cells = snap
+        .consumers
+        .get(consumer.unwrap_or(cfg.consumers.len()))
+        .cloned();
+    // estimate, then admit: reserve the estimated prompt and the most the reply may use
+    // against every limit that applies. The reservation settles to the real usage when it is
+    // dropped at the end of this function, on every path.
     let prompt_estimate = tokenize::estimate_prompt_tokens(&req.body);
+    let max_output = info.max_tokens.unwrap_or(cfg.quota.default_max_tokens);
+    let reserve = Amounts {
+        requests: 1,
+        input_tokens: prompt_estimate,
+        output_tokens: max_output,
+        cost: micro_usd(model, prompt_estimate, 0, 0, max_output),
+    };
+    let reservation = match worker
+        .quota
+        .admit(consumer, model_idx, reserve, crate::time::unix_ms())
+    {
+        Ok(r) => {
+            if let Some(c) = &consumer_cells {
+                c.count_admitted();
+            }
+            r
+        }
+        Err(rejection) => {
+            if let Some(c) = &consumer_cells {
+                c.count_rejected(&rejection.limit);
+            }
+            let (err, headers) = rate_limited(&rejection);
+            return respond(worker, conn, &err, rid, req.keep_alive, format, &headers).await;
+        }
+    };
+    let rate_headers = rate_limit_headers(&reservation.headers);
+    let ctx = RequestCtx {
+        worker,
+        req: &req,
+        info: &info,
+        prompt_estimate,
+        consumer: identity.consumer(&cfg),
+        consumer_cells: consumer_cells.as_deref(),
+        reservation: &reservation,
+        model,
+        rate_headers: &rate_headers,
+    };
     let mut last_err = GatewayError::new(ErrorKind::Internal, "model has no targets");
     let mut last_attempt: Option<(usize, Plan)> = None;
     for (ti, target) in model.targets.iter().enumerate() {
@@ -259,12 +341,9 @@ async fn llm(worker: &Rc<Worker>, conn: &mut ClientConn, req: Request<'_>) -> Af
             continue;
         };
         let attempt = Attempt {
-            worker,
-            req: &req,
-            info: &info,
+            ctx: &ctx,
             backend,
             upstream_model: &target.model,
-            prompt_estimate,
         };
         let (result, used_plan) = if backend.provider == Provider::Mock {
             let r = crate::mock_provider::serve(
@@ -277,6 +356,8 @@ async fn llm(worker: &Rc<Worker>, conn: &mut ClientConn, req: Request<'_>) -> Af
                 &req.body,
                 req.keep_alive,
                 req.started,
+                &rate_headers,
+                ctx.enforce().as_ref(),
             )
             .await;
             let api = api_of(req.endpoint);
@@ -316,9 +397,7 @@ async fn llm(worker: &Rc<Worker>, conn: &mut ClientConn, req: Request<'_>) -> Af
                 return after;
             }
             Err(Failed::ClientGone(mut outcome)) => {
-                worker
-                    .metrics
-                    .count(crate::metrics::Event::ClientDisconnects);
+                worker.metrics.count(Event::ClientDisconnects);
                 outcome.status = 499;
                 attempt.observe(&cfg, model, &cells, used_plan, &outcome);
                 tracing::debug!(request_id = rid, model = %info.model, "client went away before the response ended");
@@ -352,12 +431,9 @@ async fn llm(worker: &Rc<Worker>, conn: &mut ClientConn, req: Request<'_>) -> Af
         ) {
             if let Some(backend) = cfg.backends.get(target.backend) {
                 let attempt = Attempt {
-                    worker,
-                    req: &req,
-                    info: &info,
+                    ctx: &ctx,
                     backend,
                     upstream_model: &target.model,
-                    prompt_estimate,
                 };
                 let outcome = Outcome {
                     status: last_err.status(),
@@ -376,14 +452,45 @@ async fn llm(worker: &Rc<Worker>, conn: &mut ClientConn, req: Request<'_>) -> Af
     }
 }
 
-/// One target tried for one request.
-struct Attempt<'a> {
+/// What every target attempt of one request shares.
+struct RequestCtx<'a> {
     worker: &'a Rc<Worker>,
     req: &'a Request<'a>,
     info: &'a RequestInfo,
+    prompt_estimate: u64,
+    consumer: Option<&'a Consumer>,
+    consumer_cells: Option<&'a ConsumerCells>,
+    reservation: &'a Reservation,
+    model: &'a Model,
+    /// `x-ratelimit-*` headers for the response.
+    rate_headers: &'a [(&'static str, Vec<u8>)],
+}
+
+impl RequestCtx<'_> {
+    /// Mid-stream enforcement for this request, when one of its limits asks for it.
+    fn enforce(&self) -> Option<Enforce<'_>> {
+        let (req, info) = (self.req, self.info);
+        self.reservation.has_mid_stream().then(|| Enforce {
+            reservation: self.reservation,
+            encoding: encoding_of(self.model, &info.model),
+            prompt_estimate: self.prompt_estimate,
+            price: self.model.price,
+            format: close_format(req.endpoint),
+            close: CloseContext {
+                id: req.rid.to_owned(),
+                created: crate::time::unix_ms() / 1000,
+                model: info.model.clone(),
+                include_usage: info.include_usage,
+            },
+        })
+    }
+}
+
+/// One target tried for one request.
+struct Attempt<'a> {
+    ctx: &'a RequestCtx<'a>,
     backend: &'a Backend,
     upstream_model: &'a str,
-    prompt_estimate: u64,
 }
 
 impl Attempt<'_> {
@@ -394,7 +501,7 @@ impl Attempt<'_> {
         plan: Plan,
         cells: &RouteCells,
     ) -> Result<(After, Outcome), Failed> {
-        let (req, backend, info) = (self.req, self.backend, self.info);
+        let (req, backend, info) = (self.ctx.req, self.backend, self.ctx.info);
         let client = api_of(req.endpoint);
         let Some(url) = &backend.upstream else {
             return Err(Failed::Error(GatewayError::new(
@@ -480,7 +587,7 @@ impl Attempt<'_> {
         } else {
             backend
                 .api_keys
-                .get(self.worker.next_key_index(backend.api_keys.len()))
+                .get(self.ctx.worker.next_key_index(backend.api_keys.len()))
                 .map(|k| k.expose())
         };
         let mut extra: Vec<(&str, &[u8])> = Vec::new();
@@ -508,9 +615,9 @@ impl Attempt<'_> {
                 body: &body,
             },
         );
-        let upstreams = self.worker.upstreams.borrow().clone();
+        let upstreams = self.ctx.worker.upstreams.borrow().clone();
         let ex = match conn
-            .race(upstreams.exchange(backend, url, request, &self.worker.metrics))
+            .race(upstreams.exchange(backend, url, request, &self.ctx.worker.metrics))
             .await
         {
             Raced::ClientGone => return Err(Failed::gone()),
@@ -524,7 +631,7 @@ impl Attempt<'_> {
                 .map_or(0, |d| d.as_secs());
             let mut rctx = ResponseContext::new(req.rid, created, info.model.clone());
             rctx.include_usage = info.include_usage;
-            rctx.input_tokens_hint = Some(self.prompt_estimate);
+            rctx.input_tokens_hint = Some(self.ctx.prompt_estimate);
             if let Some(echo) = echo.take() {
                 rctx.echo = echo;
             }
@@ -540,7 +647,7 @@ impl Attempt<'_> {
             None => StreamMode::Native { strip_usage },
         };
         let ctx = RelayCtx {
-            worker: self.worker,
+            worker: self.ctx.worker,
             backend,
             rid: req.rid,
             keep_alive: req.keep_alive,
@@ -548,6 +655,8 @@ impl Attempt<'_> {
             client: req.endpoint,
             upstream_api: plan.upstream,
             translate,
+            headers: self.ctx.rate_headers,
+            enforce: self.ctx.enforce(),
         };
         relay(&ctx, conn, ex, &upstreams, mode).await
     }
@@ -562,7 +671,7 @@ impl Attempt<'_> {
         plan: Plan,
         o: &Outcome,
     ) {
-        let (req, backend) = (self.req, self.backend);
+        let (req, backend) = (self.ctx.req, self.backend);
         let elapsed = req.started.elapsed();
         cells.count_status(o.status);
         cells.duration.observe(elapsed);
@@ -574,7 +683,12 @@ impl Attempt<'_> {
         let (usage, estimated) = match o.usage {
             Some(u) => (u, false),
             None if (200..300).contains(&o.status) || o.incomplete => (
-                estimate_usage(model, &self.info.model, &req.body, o.output_text.as_deref()),
+                estimate_usage(
+                    model,
+                    &self.ctx.info.model,
+                    &req.body,
+                    o.output_text.as_deref(),
+                ),
                 true,
             ),
             None => (TrackedUsage::default(), false),
@@ -604,9 +718,25 @@ impl Attempt<'_> {
         if let Some(c) = cost {
             cells.count_cost(c);
         }
+        // settle (the reservation is dropped when the request ends) and count per consumer
+        self.ctx.reservation.record(Amounts {
+            requests: 1,
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            cost: micro_usd(
+                model,
+                usage.input_tokens,
+                usage.cached_input_tokens,
+                usage.cache_creation_input_tokens,
+                usage.output_tokens,
+            ),
+        });
+        if let Some(c) = self.ctx.consumer_cells {
+            c.count_usage(usage.input_tokens, usage.output_tokens, cost);
+        }
         tracing::debug!(
             request_id = req.rid,
-            model = %self.info.model,
+            model = %self.ctx.info.model,
             backend = %backend.name,
             status = o.status,
             duration_ms = elapsed.as_secs_f64() * 1e3,
@@ -617,16 +747,16 @@ impl Attempt<'_> {
             "request finished"
         );
         if cfg.audit.path.is_some() {
-            self.worker.audit.record(Record {
+            self.ctx.worker.audit.record(Record {
                 time: crate::audit::now_rfc3339(),
                 request_id: req.rid.to_owned(),
-                consumer: None,
+                consumer: self.ctx.consumer.map(|c| Arc::from(c.name.as_str())),
                 api: endpoint_name(req.endpoint),
-                model: self.info.model.clone(),
+                model: self.ctx.info.model.clone(),
                 backend: Some(Arc::from(backend.name.as_str())),
                 upstream_model: Some(self.upstream_model.to_owned()),
                 upstream_api: Some(plan.upstream.as_str()),
-                stream: self.info.stream,
+                stream: self.ctx.info.stream,
                 status: o.status,
                 input_tokens: usage.input_tokens,
                 cached_input_tokens: usage.cached_input_tokens,
@@ -646,14 +776,177 @@ impl Attempt<'_> {
     }
 }
 
+/// Cost in micro-USD from the model's price (0 when it has none).
+fn micro_usd(model: &Model, input: u64, cached: u64, cache_write: u64, output: u64) -> u64 {
+    model.price.map_or(0, |p| {
+        let usd = p.cost(input, cached, cache_write, output);
+        if usd.is_finite() && usd > 0.0 {
+            (usd * 1e6).ceil() as u64
+        } else {
+            0
+        }
+    })
+}
+
+/// `1s`, `6m0s`, `250ms`: the duration style of OpenAI's `x-ratelimit-reset-*` headers.
+fn reset_text(ms: u64) -> String {
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let secs = ms.div_ceil(1000);
+    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m{s}s"),
+        _ => format!("{h}h{m}m{s}s"),
+    }
+}
+
+/// `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` for the tightest limits.
+fn rate_limit_headers(h: &RateHeaders) -> Vec<(&'static str, Vec<u8>)> {
+    let mut out = Vec::new();
+    let kinds = [
+        (
+            h.requests,
+            [
+                "x-ratelimit-limit-requests",
+                "x-ratelimit-remaining-requests",
+                "x-ratelimit-reset-requests",
+            ],
+        ),
+        (
+            h.tokens,
+            [
+                "x-ratelimit-limit-tokens",
+                "x-ratelimit-remaining-tokens",
+                "x-ratelimit-reset-tokens",
+            ],
+        ),
+    ];
+    for (room, [limit, remaining, reset]) in kinds {
+        if let Some(r) = room {
+            out.push((limit, r.limit.to_string().into_bytes()));
+            out.push((remaining, r.remaining.to_string().into_bytes()));
+            out.push((reset, reset_text(r.reset_ms).into_bytes()));
+        }
+    }
+    out
+}
+
+/// The 429 for a refused admission, with `Retry-After` and the `x-ratelimit-*` headers of the
+/// limit that refused. Budgets (cost, days, months) are `insufficient_quota`, which clients do
+/// not retry; rate limits are `rate_limit_exceeded`.
+fn rate_limited(r: &Rejection) -> (GatewayError, Vec<(&'static str, Vec<u8>)>) {
+    let who = r
+        .consumer
+        .as_deref()
+        .map_or_else(|| "this model".to_owned(), |c| format!("consumer `{c}`"));
+    let budget = r.metric == Metric::Cost || matches!(r.window, Window::Day | Window::Month);
+    let retry_secs = r.retry_after_ms.div_ceil(1000).max(1);
+    let message = if r.limit == "fleet_unavailable" {
+        "The quota service is unavailable and the gateway is configured to fail closed; retry shortly.".to_owned()
+    } else if r.needed > r.value {
+        format!(
+            "Request too large for {who}: {} allows {} {} in total, and this request alone needs more (lower max_tokens).",
+            r.limit,
+            r.value,
+            r.metric.as_str()
+        )
+    } else {
+        format!(
+            "Rate limit reached for {who} on {}: limit {}, remaining {}. Retry after {retry_secs}s.",
+            r.limit, r.value, r.remaining
+        )
+    };
+    let kind = if budget {
+        ErrorKind::QuotaExceeded
+    } else {
+        ErrorKind::RateLimited
+    };
+    let err = GatewayError::new(kind, message);
+    let mut headers = vec![("Retry-After", retry_secs.to_string().into_bytes())];
+    let suffix = if r.metric == Metric::Requests {
+        "requests"
+    } else {
+        "tokens"
+    };
+    if r.metric != Metric::Cost {
+        headers.push((
+            if suffix == "requests" {
+                "x-ratelimit-limit-requests"
+            } else {
+                "x-ratelimit-limit-tokens"
+            },
+            r.value.to_string().into_bytes(),
+        ));
+        headers.push((
+            if suffix == "requests" {
+                "x-ratelimit-remaining-requests"
+            } else {
+                "x-ratelimit-remaining-tokens"
+            },
+            r.remaining.to_string().into_bytes(),
+        ));
+        headers.push((
+            if suffix == "requests" {
+                "x-ratelimit-reset-requests"
+            } else {
+                "x-ratelimit-reset-tokens"
+            },
+            reset_text(r.retry_after_ms.max(1)).into_bytes(),
+        ));
+    }
+    (err, headers)
+}
+
+/// An error response with extra headers (401 `WWW-Authenticate`, 429 `Retry-After`, ...).
+async fn respond(
+    worker: &Worker,
+    conn: &mut ClientConn,
+    err: &GatewayError,
+    rid: &str,
+    keep_alive: bool,
+    format: ErrorFormat,
+    headers: &[(&str, Vec<u8>)],
+) -> After {
+    worker.metrics.unrouted.count_status(err.status());
+    let mut h = Head::new(conn.version, err.status())
+        .header("Content-Type", b"application/json")
+        .header("X-Request-Id", rid.as_bytes());
+    for (name, value) in headers {
+        h = h.header(name, value);
+    }
+    let out = h.with_body(keep_alive, &err.body_in(format));
+    let (res, _) = conn.write(out).await;
+    if res.is_ok() && keep_alive {
+        After::KeepAlive
+    } else {
+        After::Close
+    }
+}
+
 /// Token counts from our tokenizer, for an upstream that reported none: the prompt's messages
 /// (chat formula) and the output text seen in the stream or body.
-fn estimate_usage(model: &Model, asked: &str, body: &[u8], output: Option<&str>) -> TrackedUsage {
-    let encoding = model
+fn encoding_of(model: &Model, asked: &str) -> Encoding {
+    model
         .tokenizer
         .as_deref()
         .and_then(Encoding::from_name)
-        .unwrap_or_else(|| Encoding::for_model(asked));
+        .unwrap_or_else(|| Encoding::for_model(asked))
+}
+
+/// The stream format a client endpoint reads.
+fn close_format(e: Endpoint) -> ClientFormat {
+    match e {
+        Endpoint::Completions => ClientFormat::Completions,
+        Endpoint::Messages => ClientFormat::Messages,
+        Endpoint::Responses => ClientFormat::Responses,
+        Endpoint::ChatCompletions | Endpoint::Embeddings => ClientFormat::Chat,
+    }
+}
+
+fn estimate_usage(model: &Model, asked: &str, body: &[u8], output: Option<&str>) -> TrackedUsage {
+    let encoding = encoding_of(model, asked);
     let messages = prompt_messages(body);
     let input = tokenize::count_chat_prompt(
         encoding,

@@ -16,6 +16,7 @@ use crate::metrics::{Event, Shard};
 use crate::upstream::{BodyDecoder, Exchange, Upstreams};
 use crate::worker::{After, Worker};
 use bytes::Bytes;
+use sluice_proto_llm::closer::{ClientFormat, CloseContext, CloseUsage, StreamCloser};
 use sluice_proto_llm::sse::{SseFrame, SseFramer};
 use sluice_proto_llm::synth::Endpoint;
 use sluice_proto_llm::track::{
@@ -85,6 +86,86 @@ pub struct RelayCtx<'a> {
     pub upstream_api: Api,
     /// Set when the response must be translated: the client's API and the context.
     pub translate: Option<(Api, ResponseContext)>,
+    /// Headers Sluice adds to the response (`x-ratelimit-*`); when present, the upstream's own
+    /// `x-ratelimit-*` headers are not passed on.
+    pub headers: &'a [(&'static str, Vec<u8>)],
+    /// Set when a limit of this request is enforced mid-stream.
+    pub enforce: Option<Enforce<'a>>,
+}
+
+/// Mid-stream budget enforcement for one stream: when the tokens relayed so far push a
+/// mid-stream limit over, the stream ends well-formed (finish_reason `length`, usage if asked,
+/// `[DONE]`; Anthropic `max_tokens` + `message_stop`; Responses `response.incomplete`).
+pub struct Enforce<'a> {
+    pub reservation: &'a crate::quota::Reservation,
+    /// Counts the output relayed so far.
+    pub encoding: sluice_proto_llm::tokenize::Encoding,
+    pub prompt_estimate: u64,
+    pub price: Option<crate::config::Price>,
+    pub format: ClientFormat,
+    pub close: CloseContext,
+}
+
+impl Enforce<'_> {
+    /// The mid-stream limit `output_tokens` of output would exceed, if any.
+    pub fn over(&self, output_tokens: u64) -> Option<String> {
+        let cost = self.price.map_or(0, |p| {
+            (p.cost(self.prompt_estimate, 0, 0, output_tokens) * 1e6).ceil() as u64
+        });
+        let used = crate::quota::Amounts {
+            requests: 1,
+            input_tokens: self.prompt_estimate,
+            output_tokens,
+            cost,
+        };
+        self.reservation
+            .over_mid_stream(used, crate::time::unix_ms())
+    }
+}
+
+/// The running state of [`Enforce`] in one stream.
+struct Budget<'a> {
+    rules: &'a Enforce<'a>,
+    closer: StreamCloser,
+    /// Output tokens counted so far, and how much of the captured text they cover.
+    tokens: u64,
+    counted: usize,
+    /// Re-frames translated output so the closer sees it as the client does.
+    framer: SseFramer,
+}
+
+impl Budget<'_> {
+    /// Counts the new output text; `Some(limit)` when a mid-stream limit is now exceeded.
+    fn check(&mut self, text: &str) -> Option<String> {
+        if let Some(new) = text.get(self.counted..) {
+            if !new.is_empty() {
+                self.tokens += sluice_proto_llm::tokenize::count(self.rules.encoding, new);
+                self.counted = text.len();
+            }
+        }
+        self.rules.over(self.tokens)
+    }
+
+    fn observe_bytes(&mut self, bytes: &[u8]) {
+        self.framer.push(bytes);
+        while let Ok(Some(f)) = self.framer.next_frame() {
+            self.closer.observe(&f);
+        }
+    }
+}
+
+/// The response head's extra headers: the upstream's rate-limit hints (unless Sluice sets its
+/// own), then Sluice's.
+fn add_headers(mut h: Head, ctx: &RelayCtx<'_>, passthrough: &[(String, Vec<u8>)]) -> Head {
+    for (name, value) in passthrough {
+        if ctx.headers.is_empty() || !name.starts_with("x-ratelimit-") {
+            h = h.header(name, value);
+        }
+    }
+    for (name, value) in ctx.headers {
+        h = h.header(name, value);
+    }
+    h
 }
 
 /// Decrements the active-stream gauge on every exit path.
@@ -243,13 +324,10 @@ async fn relay_body(
         }
         None => payload,
     };
-    let mut h = Head::new(conn.version, head.status)
+    let h = Head::new(conn.version, head.status)
         .header("Content-Type", content_type.as_bytes())
         .header("X-Request-Id", ctx.rid.as_bytes());
-    for (name, value) in &head.passthrough {
-        h = h.header(name, value);
-    }
-    let out = h.with_body(ctx.keep_alive, &body);
+    let out = add_headers(h, ctx, &head.passthrough).with_body(ctx.keep_alive, &body);
     let bytes_out = out.len() as u64;
     worker.metrics.add_bytes_to_client(out.len());
     let (res, _) = conn.write(out).await;
@@ -306,9 +384,7 @@ async fn relay_stream(
         .header("Cache-Control", b"no-cache")
         .header("X-Accel-Buffering", b"no")
         .header("X-Request-Id", ctx.rid.as_bytes());
-    for (name, value) in &head.passthrough {
-        h = h.header(name, value);
-    }
+    h = add_headers(h, ctx, &head.passthrough);
     let mut out = h.streaming(conn.version, keep_alive);
     let mut decoder = BodyDecoder::new(head.framing);
     let mut framer = SseFramer::new(backend.max_event_bytes);
@@ -317,6 +393,14 @@ async fn relay_stream(
         status: head.status,
         ..Outcome::default()
     };
+    let mut budget = ctx.enforce.as_ref().map(|rules| Budget {
+        rules,
+        closer: StreamCloser::new(rules.format, rules.close.clone()),
+        tokens: 0,
+        counted: 0,
+        framer: SseFramer::new(backend.max_event_bytes.max(1 << 20)),
+    });
+    let mut cut_by: Option<String> = None;
     let mut raw = leftover;
     let mut payload: Vec<u8> = Vec::with_capacity(16 * 1024);
     // Native frames are slices of the framer's buffer; translated output is built here.
@@ -359,11 +443,22 @@ async fn relay_stream(
                     } else {
                         frames.push(f.raw().clone());
                     }
+                    if let Some(b) = budget.as_mut() {
+                        b.closer.observe(&f);
+                    }
                     if !f.is_comment() {
                         frames_relayed += 1;
                     }
                 }
                 StreamMode::Translated(t) => t.frame(&f, &mut translated),
+            }
+        }
+        if let Some(b) = budget.as_mut() {
+            if !translated.is_empty() {
+                b.observe_bytes(&translated);
+            }
+            if failure.is_none() {
+                cut_by = b.check(usage_tracker.text());
             }
         }
         // Frames completed before a failure in the same read still go out.
@@ -375,7 +470,7 @@ async fn relay_stream(
             write_body(&mut out, &frames, chunked, false);
             write_body(&mut out, &[&translated], chunked, false);
         }
-        if failure.is_some() {
+        if failure.is_some() || cut_by.is_some() {
             break;
         }
         if decoder.is_done() {
@@ -420,6 +515,40 @@ async fn relay_stream(
                 break;
             }
         }
+    }
+    if let (Some(limit), Some(b)) = (&cut_by, budget.as_mut()) {
+        // The budget ran out mid-stream: end the client's stream as a length cut. The upstream
+        // connection is dropped (never pooled): the rest of its response is unwanted.
+        worker.metrics.count(Event::StreamsCutByBudget);
+        tracing::info!(request_id = ctx.rid, limit = %limit, tokens = b.tokens, "budget exhausted mid-stream, ending the stream");
+        let usage = CloseUsage {
+            input_tokens: b.rules.prompt_estimate,
+            output_tokens: b.tokens,
+            cached_input_tokens: 0,
+        };
+        b.closer.close(usage, &mut translated);
+        write_body(&mut out, &[&translated], chunked, false);
+        write_body::<&[u8]>(&mut out, &[], chunked, true);
+        let n = out.len();
+        let (res, _) = conn.write(out).await;
+        outcome.incomplete = true;
+        outcome.error = Some("budget_exhausted");
+        outcome.usage = usage_tracker.usage();
+        if outcome.usage.is_none() {
+            outcome.output_text = Some(usage_tracker.text().to_owned());
+        }
+        if res.is_err() {
+            outcome.error = Some("client_disconnect");
+            return Err(Failed::ClientGone(outcome));
+        }
+        outcome.bytes_out += n as u64;
+        worker.metrics.add_bytes_to_client(n);
+        let after = if keep_alive {
+            After::KeepAlive
+        } else {
+            After::Close
+        };
+        return Ok((after, outcome));
     }
     // Whatever is left in the framer is an incomplete event. After a clean end it is relayed
     // as is (native) or fed to the translator; after a failure it is dropped: it can never be

@@ -3,11 +3,12 @@
 //! new config snapshots through the control channel, polled by the housekeeping task.
 
 use crate::audit::AuditSink;
+use crate::auth::Authenticator;
 use crate::client::{BodyError, ClientConn};
 use crate::config::Config;
 use crate::errors::{ErrorFormat, ErrorKind, GatewayError};
 use crate::http::{parse_request_head, read_more, HeadError, RequestHead};
-use crate::metrics::{Event, RouteCells, Shard};
+use crate::metrics::{ConsumerCells, Event, RouteCells, Shard};
 use crate::upstream::Upstreams;
 use monoio::net::{TcpListener, TcpStream};
 use std::cell::{Cell, RefCell};
@@ -30,18 +31,42 @@ pub struct Install {
     pub config: Arc<Config>,
     pub tls: Arc<crate::upstream::tls::TlsConfigs>,
     pub board: Arc<crate::quota::Board>,
+    pub auth: Arc<Authenticator>,
 }
 
 /// A config snapshot as one worker sees it: the shared immutable config plus this worker's
-/// metric cells for each (model, target) pair.
+/// metric cells for each (model, target) pair and each consumer.
 pub struct Snapshot {
     pub config: Arc<Config>,
     /// `cells[model_index][target_index]`.
     pub cells: Vec<Vec<Arc<RouteCells>>>,
+    pub auth: Arc<Authenticator>,
+    /// `consumers[consumer_index]`, plus one last entry for requests of an open gateway.
+    pub consumers: Vec<Arc<ConsumerCells>>,
 }
 
 impl Snapshot {
-    fn new(config: Arc<Config>, shard: &Shard) -> Self {
+    fn new(config: Arc<Config>, auth: Arc<Authenticator>, shard: &Shard) -> Self {
+        let model_limits: Vec<String> = config
+            .models
+            .iter()
+            .flat_map(|m| m.limits.iter().map(|l| l.name.clone()))
+            .collect();
+        let mut consumers: Vec<Arc<ConsumerCells>> = config
+            .consumers
+            .iter()
+            .map(|c| {
+                let mut names: Vec<String> = c.limits.iter().map(|l| l.name.clone()).collect();
+                names.extend(
+                    c.model_limits
+                        .iter()
+                        .flat_map(|(_, l)| l.iter().map(|l| l.name.clone())),
+                );
+                names.extend(model_limits.iter().cloned());
+                shard.consumer_cells(&c.name, &names)
+            })
+            .collect();
+        consumers.push(shard.consumer_cells("", &model_limits));
         let cells = config
             .models
             .iter()
@@ -58,7 +83,12 @@ impl Snapshot {
                     .collect()
             })
             .collect();
-        Self { config, cells }
+        Self {
+            config,
+            cells,
+            auth,
+            consumers,
+        }
     }
 }
 
@@ -146,6 +176,7 @@ pub struct Init {
     pub control: crossbeam_channel::Receiver<Control>,
     pub audit: AuditSink,
     pub board: Arc<crate::quota::Board>,
+    pub auth: Arc<Authenticator>,
 }
 
 /// Entry point of a worker thread's runtime.
@@ -159,14 +190,16 @@ pub async fn run(init: Init) {
         control,
         audit,
         board,
+        auth,
     } = init;
     let quota = crate::quota::QuotaShard::new(id, board, config.quota.fail_closed);
+    quota.set_interval(config.quota.sync_interval);
     let start = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros());
     let worker = Rc::new(Worker {
         id,
-        snapshot: RefCell::new(Rc::new(Snapshot::new(config, &metrics))),
+        snapshot: RefCell::new(Rc::new(Snapshot::new(config, auth, &metrics))),
         upstreams: RefCell::new(Upstreams::new(crate::upstream::tls::TlsClients::new(&tls))),
         metrics,
         draining: LocalSignal::default(),
@@ -214,7 +247,7 @@ async fn housekeeping(
             .sync_interval
             .min(Duration::from_millis(10));
         monoio::time::sleep(tick).await;
-        worker.quota.sync(crate::time::unix_ms());
+        worker.quota.sync_if_due(crate::time::unix_ms());
         loop {
             match control.try_recv() {
                 Ok(Control::Config(install)) => {
@@ -222,10 +255,12 @@ async fn housekeeping(
                         config: cfg,
                         tls,
                         board,
+                        auth,
                     } = *install;
                     let hash = cfg.source.hash.clone();
                     worker.quota.install(board, cfg.quota.fail_closed);
-                    let snap = Snapshot::new(cfg, &worker.metrics);
+                    worker.quota.set_interval(cfg.quota.sync_interval);
+                    let snap = Snapshot::new(cfg, auth, &worker.metrics);
                     *worker.snapshot.borrow_mut() = Rc::new(snap);
                     *worker.upstreams.borrow_mut() =
                         Upstreams::new(crate::upstream::tls::TlsClients::new(&tls));

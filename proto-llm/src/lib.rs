@@ -13,6 +13,7 @@
 )]
 
 pub mod anthropic;
+pub mod closer;
 pub mod error;
 pub mod request;
 pub mod responses;

@@ -313,8 +313,11 @@ impl Validator<'_> {
             Some(list) => list
                 .iter()
                 .filter_map(|a| {
-                    let name = a.get_ref().to_ascii_uppercase();
-                    if name.parse::<jsonwebtoken::Algorithm>().is_ok() {
+                    // As written (`EdDSA`), or upper-cased (`rs256`).
+                    let name = [a.get_ref().clone(), a.get_ref().to_ascii_uppercase()]
+                        .into_iter()
+                        .find(|n| n.parse::<jsonwebtoken::Algorithm>().is_ok());
+                    if let Some(name) = name {
                         Some(name)
                     } else {
                         self.err(

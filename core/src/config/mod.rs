@@ -463,9 +463,11 @@ pub fn load_str(
     let audit = v.audit(&raw.audit);
     let model_names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
     let mut consumers = Vec::with_capacity(raw.consumers.len());
+    let mut consumer_spans = Vec::with_capacity(raw.consumers.len());
     for (name, c) in &raw.consumers {
         if let Some(c) = v.consumer(name, c, &model_names) {
             consumers.push(c);
+            consumer_spans.push(span(name));
         }
     }
     let mut key_index = HashMap::new();
@@ -475,8 +477,9 @@ pub fn load_str(
                 let first = consumers
                     .get(other)
                     .map_or("?", |c: &Consumer| c.name.as_str());
+                let at = consumer_spans.get(i).cloned().flatten();
                 v.err(
-                    None,
+                    at,
                     format!("consumers `{first}` and `{}` share a key", c.name),
                 );
             }
@@ -1532,7 +1535,11 @@ targets = [{ backend = "local", model = "mock-small" }]   # the model name sent 
     }
 
     fn fixture_env(name: &str) -> Option<String> {
-        matches!(name, "LOCAL_KEY" | "OPENAI_API_KEY").then(|| format!("test-value-of-{name}"))
+        matches!(
+            name,
+            "LOCAL_KEY" | "OPENAI_API_KEY" | "TEAM_A_KEY" | "SLUICE_JWT_SECRET"
+        )
+        .then(|| format!("test-value-of-{name}-padded-to-be-long-enough"))
     }
 
     fn load_fixture(path: &Path) -> (String, Result<Config, ConfigErrors>) {

@@ -9,10 +9,12 @@
 //! `sync_interval`, publishes them to its row and re-reads the others' rows into a cached
 //! "others" total. Admission compares `own + others` with the limit: pure local arithmetic.
 //!
-//! **Over-admission bound.** A worker learns what the others admitted at most `2 x
-//! sync_interval` late (their publish tick plus its own read tick). So with `W` workers the
-//! admitted total can exceed a limit by at most what the other `W - 1` workers admit in
-//! `2 x sync_interval`: `(W - 1) x rate_per_worker x 2 x sync_interval x reservation`. Fleet
+//! **Over-admission bound.** A worker publishes each reservation to its slots the moment it
+//! makes it, and re-reads the others' slots every `sync_interval` (on its housekeeping tick,
+//! or inline at admission when the tick is late). So it learns what the others admitted at
+//! most one `sync_interval` late, and with `W` workers the admitted total can exceed a limit
+//! by at most what the other `W - 1` workers admit in one interval:
+//! `(W - 1) x rate_per_worker x sync_interval x reservation`. Fleet
 //! mode adds the Redis round trip to the lag of other nodes. Reservations count as used the
 //! moment they are made, so requests in flight never add to it; settlement only refunds,
 //! except when the real input exceeds the estimate (the estimate is biased upwards). See
@@ -271,6 +273,8 @@ pub struct Rejection {
     /// The limit's value and what is left of it now.
     pub value: u64,
     pub remaining: u64,
+    /// What this request needed of it.
+    pub needed: u64,
     /// Milliseconds until the request could fit, if nothing else is used meanwhile.
     pub retry_after_ms: u64,
 }
@@ -305,6 +309,10 @@ pub struct QuotaShard {
     generation: Cell<u64>,
     /// Refuse while the fleet view is unavailable (`quota.fail_closed`).
     fail_closed: Cell<bool>,
+    /// `quota.sync_interval` in ms, and when we last synced: admission syncs inline when a
+    /// tick is due, so a busy event loop (late timers) does not make the view staler.
+    interval_ms: Cell<u64>,
+    last_sync_ms: Cell<u64>,
 }
 
 impl QuotaShard {
@@ -318,7 +326,30 @@ impl QuotaShard {
             scratch: RefCell::new(Vec::new()),
             generation: Cell::new(0),
             fail_closed: Cell::new(fail_closed),
+            interval_ms: Cell::new(10),
+            last_sync_ms: Cell::new(0),
         })
+    }
+
+    /// Sets the gossip interval (`quota.sync_interval`).
+    pub fn set_interval(&self, interval: std::time::Duration) {
+        self.interval_ms.set(
+            u64::try_from(interval.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
+        );
+    }
+
+    /// Syncs when the interval has passed since the last sync.
+    pub fn sync_if_due(&self, now_ms: u64) {
+        if now_ms
+            >= self
+                .last_sync_ms
+                .get()
+                .saturating_add(self.interval_ms.get())
+        {
+            self.sync(now_ms);
+        }
     }
 
     pub fn board(&self) -> Arc<Board> {
@@ -358,6 +389,7 @@ impl QuotaShard {
     /// Publish our counts and refresh our view of the others'. Called every `sync_interval`
     /// by the worker's housekeeping task.
     pub fn sync(&self, now_ms: u64) {
+        self.last_sync_ms.set(now_ms);
         let board = self.board.borrow().clone();
         let own = self.own.borrow();
         if let Some(row) = board.workers.get(self.worker) {
@@ -412,13 +444,19 @@ impl QuotaShard {
         amounts: Amounts,
         now_ms: u64,
     ) -> Result<Reservation, Rejection> {
-        let board = self.board.borrow().clone();
-        let mut scratch = self.scratch.borrow_mut();
-        board.table.applicable(consumer, model, &mut scratch);
-        let mut entries = Vec::with_capacity(scratch.len());
-        if scratch.is_empty() {
-            return Ok(self.reservation(entries, amounts, RateHeaders::default()));
+        {
+            let board = self.board.borrow();
+            let mut scratch = self.scratch.borrow_mut();
+            board.table.applicable(consumer, model, &mut scratch);
+            if scratch.is_empty() {
+                drop((board, scratch));
+                return Ok(self.reservation(Entries::new(), amounts, RateHeaders::default()));
+            }
         }
+        self.sync_if_due(now_ms);
+        let board = self.board.borrow();
+        let scratch = self.scratch.borrow();
+        let mut entries = Entries::new();
         if !board.fleet_ok.load(Ordering::Relaxed) && self.fail_closed.get() {
             let spec = scratch.first().and_then(|&i| board.table.specs.get(i));
             return Err(Rejection {
@@ -428,68 +466,81 @@ impl QuotaShard {
                 consumer: spec.and_then(|s| s.consumer.clone()),
                 value: 0,
                 remaining: 0,
+                needed: 0,
                 retry_after_ms: 1000,
             });
         }
         let mut headers = RateHeaders::default();
-        for &i in scratch.iter() {
-            let Some(spec) = board.table.specs.get(i) else {
-                continue;
-            };
-            let (metric, win, limit) = (spec.limit.metric, spec.limit.window, spec.limit.limit);
-            let want = amounts.of(metric);
-            let used = self.view(i, win, now_ms);
-            let remaining = limit.saturating_sub(used);
-            if want > remaining {
-                let target = limit.saturating_sub(want);
-                let s = window::slot(win, now_ms);
-                let counts = {
-                    let own = self.own.borrow().get(i).copied().unwrap_or_default();
-                    let others = self.others.borrow().get(i).copied().unwrap_or_default();
-                    own.plus(others, s)
+        {
+            let (own, others) = (self.own.borrow(), self.others.borrow());
+            for &i in scratch.iter() {
+                let Some(spec) = board.table.specs.get(i) else {
+                    continue;
                 };
-                return Err(Rejection {
-                    limit: spec.limit.name.clone(),
+                let (metric, win, limit) = (spec.limit.metric, spec.limit.window, spec.limit.limit);
+                let want = amounts.of(metric);
+                let s = window::slot(win, now_ms);
+                let counts = own
+                    .get(i)
+                    .copied()
+                    .unwrap_or_default()
+                    .plus(others.get(i).copied().unwrap_or_default(), s);
+                let used = window::effective_in(win, now_ms, s, counts);
+                let remaining = limit.saturating_sub(used);
+                if want > remaining {
+                    let target = limit.saturating_sub(want);
+                    return Err(Rejection {
+                        limit: spec.limit.name.clone(),
+                        metric,
+                        window: win,
+                        consumer: spec.consumer.clone(),
+                        value: limit,
+                        remaining,
+                        needed: want,
+                        retry_after_ms: if want > limit {
+                            0
+                        } else {
+                            window::time_until(win, now_ms, counts, target)
+                        },
+                    });
+                }
+                let left = remaining - want;
+                let best = match metric {
+                    Metric::Requests => Some(&mut headers.requests),
+                    Metric::Tokens | Metric::InputTokens | Metric::OutputTokens => {
+                        Some(&mut headers.tokens)
+                    }
+                    Metric::Cost => None,
+                };
+                if let Some(best) = best {
+                    if best.is_none_or(|h| left < h.remaining) {
+                        let reset_ms =
+                            window::slot_start(win, s.saturating_add(1)).saturating_sub(now_ms);
+                        *best = Some(Headroom {
+                            limit,
+                            remaining: left,
+                            reset_ms,
+                        });
+                    }
+                }
+                entries.push(Entry {
+                    limit: i,
                     metric,
-                    window: win,
-                    consumer: spec.consumer.clone(),
-                    value: limit,
-                    remaining,
-                    retry_after_ms: if want > limit {
-                        0
-                    } else {
-                        window::time_until(win, now_ms, counts, target)
-                    },
+                    slot: s,
+                    reserved: want,
                 });
             }
-            let room = Headroom {
-                limit,
-                remaining: remaining - want,
-                reset_ms: {
-                    let s = window::slot(win, now_ms);
-                    window::slot_start(win, s.saturating_add(1)).saturating_sub(now_ms)
-                },
-            };
-            let slot = match metric {
-                Metric::Requests => &mut headers.requests,
-                Metric::Tokens | Metric::InputTokens | Metric::OutputTokens => &mut headers.tokens,
-                Metric::Cost => &mut None,
-            };
-            if slot.is_none_or(|h| room.remaining < h.remaining) {
-                *slot = Some(room);
-            }
-            entries.push(Entry {
-                limit: i,
-                metric,
-                slot: window::slot(win, now_ms),
-                reserved: want,
-            });
         }
-        // Every limit has room: count the reservation now, so concurrent requests see it.
+        // Every limit has room: count the reservation now, and publish it at once, so the
+        // other workers see it at their next refresh rather than after our next tick.
         let mut own = self.own.borrow_mut();
+        let row = board.workers.get(self.worker);
         for e in &entries {
             if let Some(c) = own.get_mut(e.limit) {
                 c.add(e.slot, i64::try_from(e.reserved).unwrap_or(i64::MAX));
+                if let Some(slot) = row.and_then(|r| r.get(e.limit)) {
+                    slot.publish(*c);
+                }
             }
         }
         drop(own);
@@ -498,7 +549,7 @@ impl QuotaShard {
 
     fn reservation(
         self: &Rc<Self>,
-        entries: Vec<Entry>,
+        entries: Entries,
         amounts: Amounts,
         headers: RateHeaders,
     ) -> Reservation {
@@ -520,10 +571,15 @@ impl QuotaShard {
             return;
         }
         let mut own = self.own.borrow_mut();
+        let board = self.board.borrow();
+        let row = board.workers.get(self.worker);
         for e in entries {
             let delta = i128::from(actual.of(e.metric)) - i128::from(e.reserved);
             if let (Some(c), Ok(delta)) = (own.get_mut(e.limit), i64::try_from(delta)) {
                 c.add(e.slot, delta);
+                if let Some(slot) = row.and_then(|r| r.get(e.limit)) {
+                    slot.publish(*c);
+                }
             }
         }
     }
@@ -570,6 +626,9 @@ impl QuotaShard {
     }
 }
 
+/// The limits of one reservation: a handful, kept inline (no allocation per request).
+type Entries = smallvec::SmallVec<[Entry; 6]>;
+
 /// One limit a reservation counts against.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
@@ -588,7 +647,7 @@ struct Entry {
 pub struct Reservation {
     shard: Rc<QuotaShard>,
     generation: u64,
-    entries: Vec<Entry>,
+    entries: Entries,
     reserved: Amounts,
     actual: Cell<Option<Amounts>>,
     pub headers: RateHeaders,
@@ -720,23 +779,29 @@ mod tests {
     }
 
     #[test]
-    fn workers_see_each_other_after_a_sync() {
+    fn workers_see_each_other_within_one_interval() {
         let cfg = config(TEAM);
         let b = board(&cfg, 2);
         let a = QuotaShard::new(0, b.clone(), false);
         let c = QuotaShard::new(1, b, false);
-        let r1 = a.admit(Some(0), 1, req(300, 300), NOW).unwrap();
-        // Before a sync, worker 1 does not know: this is the documented over-admission.
-        let r2 = c.admit(Some(0), 1, req(300, 300), NOW).unwrap();
-        a.sync(NOW);
-        c.sync(NOW);
-        a.sync(NOW);
-        assert_eq!(a.view(1, Window::Day, NOW), 1200);
+        let r1 = a.admit(Some(0), 1, req(150, 150), NOW).unwrap();
+        // Worker 1 syncs before its first admission (it is due) and sees worker 0's
+        // reservation, published when it was made.
+        let r2 = c.admit(Some(0), 1, req(150, 150), NOW).unwrap();
+        assert_eq!(c.view(1, Window::Day, NOW), 600);
+        // Within one interval of its last sync, worker 1 does not re-read: what worker 0 admits
+        // meanwhile is invisible to it. That is the documented over-admission window.
+        let r3 = a.admit(Some(0), 1, req(150, 150), NOW + 1).unwrap();
         assert_eq!(
-            c.admit(Some(0), 1, req(1, 1), NOW).unwrap_err().limit,
-            "tokens_per_day"
+            c.view(1, Window::Day, NOW + 2),
+            600,
+            "stale by design until the next sync"
         );
-        drop((r1, r2));
+        c.sync_if_due(NOW + 10);
+        assert_eq!(c.view(1, Window::Day, NOW + 10), 900);
+        // (The fourth request also meets requests_per_minute = 3.)
+        assert!(c.admit(Some(0), 1, req(100, 100), NOW + 10).is_err());
+        drop((r1, r2, r3));
     }
 
     #[test]

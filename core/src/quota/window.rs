@@ -124,18 +124,31 @@ fn sliding_len(window: Window) -> Option<u64> {
 
 /// Usage that counts against a limit at `now_ms`.
 pub fn effective(window: Window, now_ms: u64, counts: Counts) -> u64 {
-    let s = slot(window, now_ms);
+    effective_in(window, now_ms, slot(window, now_ms), counts)
+}
+
+/// [`effective`] when the caller already knows `s = slot(window, now_ms)`.
+pub fn effective_in(window: Window, now_ms: u64, s: u64, counts: Counts) -> u64 {
     let c = counts.at(s);
     let cur = u64::try_from(c.cur).unwrap_or(0);
     match sliding_len(window) {
         None => cur,
         Some(len) => {
-            let prev = u128::from(u64::try_from(c.prev).unwrap_or(0));
-            let elapsed = u128::from(now_ms.saturating_sub(slot_start(window, s)));
-            let remaining = u128::from(len).saturating_sub(elapsed);
-            // Rounded up: never under-count.
-            let weighted = (prev * remaining).div_ceil(u128::from(len));
-            cur.saturating_add(u64::try_from(weighted).unwrap_or(u64::MAX))
+            let prev = u64::try_from(c.prev).unwrap_or(0);
+            if prev == 0 {
+                return cur;
+            }
+            let elapsed = now_ms.saturating_sub(slot_start(window, s));
+            let remaining = len.saturating_sub(elapsed);
+            // Rounded up: never under-count. u64 unless the product could overflow.
+            let weighted = match prev.checked_mul(remaining) {
+                Some(p) => p.div_ceil(len),
+                None => {
+                    let w = (u128::from(prev) * u128::from(remaining)).div_ceil(u128::from(len));
+                    u64::try_from(w).unwrap_or(u64::MAX)
+                }
+            };
+            cur.saturating_add(weighted)
         }
     }
 }

@@ -12,4 +12,5 @@ mod limits;
 mod ops;
 mod protocols;
 mod proxy;
+mod quota;
 mod tls;
