@@ -104,3 +104,41 @@ def test_broken_upstream_stream_raises_in_sdk():
     finally:
         gw.stop()
         mock.stop()
+
+
+def test_consumer_keys_and_limits_surface_as_sdk_errors():
+    """With consumers configured: the SDK's AuthenticationError for a wrong key, and
+    RateLimitError (with the retry-after the SDK reads) when a limit is reached."""
+    key = "sk-interop-team-0123456789"
+    config = f"""
+[server]
+listen = ["127.0.0.1:0"]
+admin = "127.0.0.1:0"
+workers = 1
+
+[backends.builtin]
+provider = "mock"
+
+[models.mock]
+targets = [{{ backend = "builtin" }}]
+
+[consumers.interop]
+keys = ["{key}"]
+
+[consumers.interop.limits]
+requests_per_minute = 2
+"""
+    gw = start_sluice(config, "epoll")
+    try:
+        bad = openai.OpenAI(base_url=f"http://{gw.addr}/v1", api_key="sk-wrong-wrong-wrong", max_retries=0, timeout=DEADLINE)
+        with pytest.raises(openai.AuthenticationError):
+            bad.chat.completions.create(model="mock", messages=[{"role": "user", "content": "x"}])
+        good = openai.OpenAI(base_url=f"http://{gw.addr}/v1", api_key=key, max_retries=0, timeout=DEADLINE)
+        for _ in range(2):
+            good.chat.completions.create(model="mock", messages=[{"role": "user", "content": "x"}])
+        with pytest.raises(openai.RateLimitError) as e:
+            good.chat.completions.create(model="mock", messages=[{"role": "user", "content": "x"}])
+        assert int(e.value.response.headers["retry-after"]) >= 1
+        assert e.value.response.headers["x-ratelimit-remaining-requests"] == "0"
+    finally:
+        gw.stop()
