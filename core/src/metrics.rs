@@ -239,7 +239,10 @@ const EVENTS: [(&str, &str); 18] = [
         "sluice_connections_rejected",
         "Client connections closed at accept because the worker was at max_connections",
     ),
-    ("sluice_auth_missing", "Requests refused with 401: no key or token"),
+    (
+        "sluice_auth_missing",
+        "Requests refused with 401: no key or token",
+    ),
     (
         "sluice_auth_invalid",
         "Requests refused with 401: unknown key or invalid token",
@@ -273,7 +276,11 @@ pub struct ConsumerCells {
 impl ConsumerCells {
     fn new(consumer: &str, limits: &[String]) -> Self {
         let mut rejected: Vec<(String, AtomicU64)> = Vec::new();
-        for l in limits.iter().map(String::as_str).chain(["fleet_unavailable"]) {
+        for l in limits
+            .iter()
+            .map(String::as_str)
+            .chain(["fleet_unavailable"])
+        {
             if !rejected.iter().any(|(n, _)| n == l) {
                 rejected.push((l.to_owned(), AtomicU64::new(0)));
             }
@@ -387,7 +394,10 @@ impl Shard {
             Err(p) => p.into_inner(),
         };
         let fits = |c: &ConsumerCells| {
-            c.consumer == consumer && limits.iter().all(|l| c.rejected.iter().any(|(n, _)| n == l))
+            c.consumer == consumer
+                && limits
+                    .iter()
+                    .all(|l| c.rejected.iter().any(|(n, _)| n == l))
         };
         if let Some(c) = all.iter().rev().find(|c| fits(c)) {
             return c.clone();
@@ -493,7 +503,8 @@ impl Metrics {
         )?;
         for (consumer, v) in &by_consumer {
             for (kind, n) in ["input", "output"].iter().zip(v.tokens.iter()) {
-                let labels: Labels = vec![("consumer", consumer.clone()), ("kind", (*kind).to_owned())];
+                let labels: Labels =
+                    vec![("consumer", consumer.clone()), ("kind", (*kind).to_owned())];
                 ConstCounter::new(*n).encode(enc.encode_family(&labels)?)?;
             }
         }

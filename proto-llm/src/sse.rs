@@ -16,10 +16,14 @@ use std::fmt;
 use bytes::{Bytes, BytesMut};
 use memchr::memchr2;
 
-/// First allocation of the buffer; most chat chunks are a few hundred bytes.
+/// First allocation of the buffer for [`SseFramer::new`]; most chat chunks are a few hundred
+/// bytes.
 const INITIAL_CAPACITY: usize = 8 * 1024;
 
 /// Splits a byte stream into SSE events, one [`SseFrame`] per event.
+///
+/// The buffer is scanned once: the same pass that finds where a frame ends notes where its
+/// `data` and `event` fields are, so cutting a frame never looks at its bytes again.
 #[derive(Debug)]
 pub struct SseFramer {
     /// Pushed bytes not yet returned as a frame. Frames are split off its front, so they share
@@ -28,8 +32,11 @@ pub struct SseFramer {
     /// Bytes of `buf` before this offset are already scanned and hold no frame end, so a frame
     /// that arrives in many small reads is still scanned once in total.
     scan: usize,
-    /// `scan` sits at the start of a line (an empty line there ends the frame).
-    at_line_start: bool,
+    /// Start of the line `scan` is in; `scan == line_start` means `scan` sits at the start of a
+    /// line (an empty line there ends the frame).
+    line_start: usize,
+    /// The fields of the lines of the current frame scanned so far (offsets into `buf`).
+    fields: Fields,
     /// The byte before `scan` was a `\r` that was the last byte pushed at the time: if the next
     /// byte is `\n`, the two are one line end and the `\n` must not count as an empty line.
     skip_lf: bool,
@@ -42,11 +49,28 @@ pub struct SseFramer {
 impl SseFramer {
     /// A framer that refuses events longer than `max_frame_bytes` (terminating blank line
     /// included), so a peer that never ends an event cannot make us buffer without bound.
+    ///
+    /// Allocates an 8 KiB buffer (less if `max_frame_bytes` is smaller); see
+    /// [`Self::with_capacity`] to choose.
     pub fn new(max_frame_bytes: usize) -> Self {
+        Self::with_capacity(max_frame_bytes, INITIAL_CAPACITY)
+    }
+
+    /// Like [`Self::new`], with a first buffer of `initial_capacity` bytes (capped at
+    /// `max_frame_bytes + 1`; `0` allocates nothing until the first push). The buffer grows
+    /// as needed.
+    ///
+    /// A small buffer saves memory per idle stream, but `bytes` also takes this size as the
+    /// smallest *new* buffer it allocates when the current one is still shared with frames
+    /// the caller holds: a caller that drops its frames before the next [`Self::push`] reuses
+    /// the buffer whatever its size, one that keeps them across a push allocates about once
+    /// per `initial_capacity` bytes of stream.
+    pub fn with_capacity(max_frame_bytes: usize, initial_capacity: usize) -> Self {
         Self {
-            buf: BytesMut::with_capacity(INITIAL_CAPACITY.min(max_frame_bytes.saturating_add(1))),
+            buf: BytesMut::with_capacity(initial_capacity.min(max_frame_bytes.saturating_add(1))),
             scan: 0,
-            at_line_start: true,
+            line_start: 0,
+            fields: Fields::NONE,
             skip_lf: false,
             crlf_seen: false,
             max_frame_bytes,
@@ -54,6 +78,7 @@ impl SseFramer {
     }
 
     /// Append bytes just read from the upstream (after HTTP transfer decoding).
+    #[inline]
     pub fn push(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);
     }
@@ -71,14 +96,16 @@ impl SseFramer {
     ///
     /// Errs if a frame (or the pending bytes, when no frame end is in sight) is longer than
     /// `max_frame_bytes`. The framer keeps erring after that: the stream is unusable.
+    #[inline]
     pub fn next_frame(&mut self) -> Result<Option<SseFrame>, SseError> {
         match self.find_frame_end() {
             Some(end) if end > self.max_frame_bytes => Err(self.too_large()),
             Some(end) => {
                 let raw = self.buf.split_to(end).freeze();
                 self.scan = 0;
-                self.at_line_start = true;
-                Ok(Some(SseFrame::new(raw)))
+                self.line_start = 0;
+                let fields = std::mem::replace(&mut self.fields, Fields::NONE);
+                Ok(Some(SseFrame { raw, fields }))
             }
             None if self.buf.len() > self.max_frame_bytes => Err(self.too_large()),
             None => Ok(None),
@@ -91,7 +118,8 @@ impl SseFramer {
     /// here (see [`Self::next_frame`]); [`SseFrame::new`] reads it.
     pub fn take_remainder(&mut self) -> Bytes {
         self.scan = 0;
-        self.at_line_start = true;
+        self.line_start = 0;
+        self.fields = Fields::NONE;
         self.skip_lf = false;
         self.crlf_seen = false;
         self.buf.split().freeze()
@@ -109,7 +137,7 @@ impl SseFramer {
     }
 
     /// Length of the first complete frame in `buf`, resuming the scan where the last call
-    /// stopped.
+    /// stopped, and noting the fields of each line passed on the way.
     fn find_frame_end(&mut self) -> Option<usize> {
         loop {
             if self.skip_lf {
@@ -118,19 +146,24 @@ impl SseFramer {
                 self.skip_lf = false;
                 if next == b'\n' {
                     self.scan += 1;
+                    self.line_start = self.scan;
                     self.crlf_seen = true;
                 }
             }
             let rest = self.buf.get(self.scan..)?;
-            let Some(offset) = memchr2(b'\r', b'\n', rest) else {
-                if !rest.is_empty() {
-                    self.at_line_start = false;
-                }
-                self.scan = self.buf.len();
-                return None;
+            // A line end right here (an empty line, in the common case) needs no search.
+            let offset = match rest.first()? {
+                b'\r' | b'\n' => 0,
+                _ => match memchr2(b'\r', b'\n', rest) {
+                    Some(offset) => offset,
+                    None => {
+                        self.scan = self.buf.len();
+                        return None;
+                    }
+                },
             };
             let at = self.scan + offset;
-            let empty_line = offset == 0 && self.at_line_start;
+            let empty_line = at == self.line_start;
             let line_end_len = match (self.buf.get(at), self.buf.get(at + 1)) {
                 (Some(b'\r'), Some(b'\n')) => {
                     self.crlf_seen = true;
@@ -147,8 +180,13 @@ impl SseFramer {
                 }
                 _ => 1,
             };
+            if !empty_line {
+                if let Some(line) = self.buf.get(self.line_start..at) {
+                    self.fields.line(self.line_start, line);
+                }
+            }
             self.scan = at + line_end_len;
-            self.at_line_start = true;
+            self.line_start = self.scan;
             if empty_line {
                 return Some(self.scan);
             }
@@ -158,14 +196,25 @@ impl SseFramer {
 
 /// One SSE event: its exact bytes plus where its `data` and `event` fields sit in them.
 ///
-/// The positions are found once, when the frame is cut, so the accessors are cheap enough to
-/// call on every frame of the hot path.
+/// The positions are found when the frame is cut (by the framer, in the same pass that finds
+/// the frame's end), so the accessors are cheap enough to call on every frame of the hot path.
 #[derive(Clone, Debug)]
 pub struct SseFrame {
     raw: Bytes,
+    fields: Fields,
+}
+
+/// What the lines of a frame hold, as offsets into the frame (or into the framer's buffer,
+/// which starts with the frame, while it is being scanned).
+#[derive(Clone, Copy, Debug)]
+struct Fields {
     data: DataLines,
+    /// The value of the last `event` line.
     event: Option<(usize, usize)>,
-    comment_only: bool,
+    /// Some line is a comment (starts with `:`).
+    comment: bool,
+    /// Some non-empty line is not a comment.
+    field: bool,
 }
 
 /// Where the `data` payload is; a single line is by far the common case and needs no copy.
@@ -176,45 +225,58 @@ enum DataLines {
     Many,
 }
 
+impl Fields {
+    const NONE: Self = Self {
+        data: DataLines::None,
+        event: None,
+        comment: false,
+        field: false,
+    };
+
+    /// Notes one line (line end excluded) that starts at offset `start`.
+    fn line(&mut self, start: usize, line: &[u8]) {
+        match line.first() {
+            None => {}
+            Some(b':') => self.comment = true,
+            Some(_) => {
+                self.field = true;
+                let end = start + line.len();
+                if let Some(value) = field_value(line, b"data") {
+                    self.data = match self.data {
+                        DataLines::None => DataLines::One(start + value, end),
+                        DataLines::One(..) | DataLines::Many => DataLines::Many,
+                    };
+                } else if let Some(value) = field_value(line, b"event") {
+                    // The spec lets a later `event` line override an earlier one.
+                    self.event = Some((start + value, end));
+                }
+            }
+        }
+    }
+}
+
+/// If `line` is a field named `name`, the offset of its value: the value follows the first
+/// `:` and loses one leading space; a line without `:` is a field with an empty value.
+fn field_value(line: &[u8], name: &[u8]) -> Option<usize> {
+    match line.strip_prefix(name)? {
+        [] => Some(name.len()),
+        [b':', b' ', ..] => Some(name.len() + 2),
+        [b':', ..] => Some(name.len() + 1),
+        _ => None,
+    }
+}
+
 impl SseFrame {
     /// Interpret `raw` as one event, for example the remainder of a stream that ended without a
     /// blank line. Lines without a line end are accepted.
     pub fn new(raw: Bytes) -> Self {
-        let mut data = DataLines::None;
-        let mut event = None;
-        let mut comments = 0usize;
-        let mut fields = 0usize;
+        let mut fields = Fields::NONE;
         for (start, end) in Lines::new(&raw) {
-            let Some(line) = raw.get(start..end) else {
-                continue;
-            };
-            match line.first() {
-                None => continue,
-                Some(b':') => {
-                    comments += 1;
-                    continue;
-                }
-                Some(_) => fields += 1,
-            }
-            let (name, value_start) = split_field(line);
-            match name {
-                b"data" => {
-                    data = match data {
-                        DataLines::None => DataLines::One(start + value_start, end),
-                        DataLines::One(..) | DataLines::Many => DataLines::Many,
-                    }
-                }
-                // The spec lets a later `event` line override an earlier one.
-                b"event" => event = Some((start + value_start, end)),
-                _ => {}
+            if let Some(line) = raw.get(start..end) {
+                fields.line(start, line);
             }
         }
-        Self {
-            raw,
-            data,
-            event,
-            comment_only: comments > 0 && fields == 0,
-        }
+        Self { raw, fields }
     }
 
     /// The exact bytes of the frame including its terminating blank line (a slice of the
@@ -227,7 +289,7 @@ impl SseFrame {
     /// stripped); several `data` lines are joined with `\n` as the spec says (this allocates);
     /// `None` if there is no `data` line.
     pub fn data(&self) -> Option<Bytes> {
-        match self.data {
+        match self.fields.data {
             DataLines::None => None,
             DataLines::One(start, end) => {
                 // Positions come from scanning `raw` itself; the check keeps a logic error from
@@ -240,13 +302,13 @@ impl SseFrame {
 
     /// `event:` field value if present (one leading space stripped; the last one wins).
     pub fn event(&self) -> Option<&[u8]> {
-        let (start, end) = self.event?;
+        let (start, end) = self.fields.event?;
         self.raw.get(start..end)
     }
 
     /// `true` if the data payload is exactly `[DONE]` (the OpenAI end-of-stream marker).
     pub fn is_done(&self) -> bool {
-        match self.data {
+        match self.fields.data {
             DataLines::One(start, end) => self.raw.get(start..end) == Some(b"[DONE]".as_slice()),
             DataLines::None | DataLines::Many => false,
         }
@@ -255,7 +317,7 @@ impl SseFrame {
     /// `true` if every non-empty line is a comment (starts with `:`), e.g. a keep-alive
     /// heartbeat. A frame of nothing but blank lines is not a comment.
     pub fn is_comment(&self) -> bool {
-        self.comment_only
+        self.fields.comment && !self.fields.field
     }
 
     fn join_data(&self) -> Bytes {
@@ -265,11 +327,7 @@ impl SseFrame {
             let Some(line) = self.raw.get(start..end) else {
                 continue;
             };
-            if line.first().is_none_or(|&b| b == b':') {
-                continue;
-            }
-            let (name, value_start) = split_field(line);
-            if name == b"data" {
+            if let Some(value_start) = field_value(line, b"data") {
                 if !first {
                     out.extend_from_slice(b"\n");
                 }
@@ -278,23 +336,6 @@ impl SseFrame {
             }
         }
         out.freeze()
-    }
-}
-
-/// Splits a field line into its name and the offset of its value: the value follows the first
-/// `:` and loses one leading space; a line without `:` is a field with an empty value.
-fn split_field(line: &[u8]) -> (&[u8], usize) {
-    match memchr::memchr(b':', line) {
-        Some(colon) => {
-            let name = line.get(..colon).unwrap_or_default();
-            let value_start = if line.get(colon + 1) == Some(&b' ') {
-                colon + 2
-            } else {
-                colon + 1
-            };
-            (name, value_start)
-        }
-        None => (line, line.len()),
     }
 }
 
