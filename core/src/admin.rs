@@ -119,6 +119,13 @@ fn handle(mut conn: TcpStream, metrics: &Metrics, state: &AdminState) {
             };
             respond(&mut conn, 200, "application/json", info.as_bytes())
         }
+        "/admin/quota" => match &metrics.board {
+            Some(board) => {
+                let json = board.current().view_json(crate::time::unix_ms());
+                respond(&mut conn, 200, "application/json", json.as_bytes())
+            }
+            None => respond(&mut conn, 404, "text/plain", b"not found\n"),
+        },
         _ => respond(&mut conn, 404, "text/plain", b"not found\n"),
     };
 }

@@ -126,6 +126,14 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     let mut metrics = Metrics::new(workers);
     metrics.audit = Some(audit.clone());
     metrics.board = Some(board.clone());
+    // Fleet mode: one round with Redis before serving, so the first requests see the fleet's
+    // counts (and `fail_closed` refuses from the start if Redis is down), then a thread.
+    let fleet_stats = Arc::new(crate::quota::fleet::FleetStats::default());
+    let mut fleet = crate::quota::fleet::FleetSync::new(&config.quota, fleet_stats.clone())?;
+    if let Some(f) = &mut fleet {
+        metrics.fleet = Some(fleet_stats);
+        f.round(&board.current(), crate::time::unix_ms());
+    }
     let state = Arc::new(AdminState {
         workers,
         ..Default::default()
@@ -229,6 +237,14 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         _ => None,
     };
     drop(events_tx);
+    let (fleet_stop, fleet_stopped) = crossbeam_channel::bounded::<()>(1);
+    let fleet_thread = match fleet {
+        Some(f) => Some(
+            f.spawn(board.clone(), fleet_stopped)
+                .map_err(|e| format!("cannot start the quota sync thread: {e}"))?,
+        ),
+        None => None,
+    };
     let mut control = ControlLoop {
         running: config,
         path: opts.config_path,
@@ -243,6 +259,12 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     for h in handles {
         if h.join().is_err() {
             tracing::error!("a worker thread panicked");
+        }
+    }
+    drop(fleet_stop);
+    if let Some(h) = fleet_thread {
+        if h.join().is_err() {
+            tracing::error!("the quota sync thread panicked");
         }
     }
     tracing::info!("sluice stopped");
@@ -510,6 +532,18 @@ impl ControlLoop {
             s.io_driver = old.io_driver;
             s.uring_entries = old.uring_entries;
         }
+        let (q, old_q) = (&mut new.quota, &self.running.quota);
+        if q.backend != old_q.backend
+            || q.key_prefix != old_q.key_prefix
+            || q.redis_timeout != old_q.redis_timeout
+        {
+            tracing::warn!(
+                "quota.backend, redis_url, key_prefix and redis_timeout change only on restart; other changes applied"
+            );
+            q.backend = old_q.backend.clone();
+            q.key_prefix.clone_from(&old_q.key_prefix);
+            q.redis_timeout = old_q.redis_timeout;
+        }
         if let Some(hook) = &self.on_config {
             hook(&new);
         }
@@ -525,6 +559,7 @@ impl ControlLoop {
         };
         log_auth(&new, &auth);
         let board = Board::new(Arc::new(LimitTable::build(&new)), self.controls.len());
+        board.inherit_fleet(&self.board.current());
         self.board.publish(board.clone());
         for c in &self.controls {
             let _ = c.send(Control::Config(Box::new(crate::worker::Install {

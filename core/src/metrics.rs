@@ -417,6 +417,8 @@ pub struct Metrics {
     pub audit: Option<crate::audit::AuditSink>,
     /// The quota board, for the gossip lag gauge.
     pub board: Option<crate::quota::BoardCell>,
+    /// The Redis sync thread's counters, in fleet mode.
+    pub fleet: Option<Arc<crate::quota::fleet::FleetStats>>,
 }
 
 impl Metrics {
@@ -429,6 +431,7 @@ impl Metrics {
             started_unix,
             audit: None,
             board: None,
+            fleet: None,
         }
     }
 
@@ -544,6 +547,31 @@ impl Metrics {
             )?;
             let up = i64::from(board.fleet_ok.load(Relaxed));
             ConstGauge::new(up).encode(enc)?;
+        }
+        if let Some(fleet) = &self.fleet {
+            let enc = encoder.encode_descriptor(
+                "sluice_quota_redis_syncs",
+                "Completed quota sync round trips with Redis",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(fleet.syncs.load(Relaxed)).encode(enc)?;
+            let enc = encoder.encode_descriptor(
+                "sluice_quota_redis_sync_errors",
+                "Quota sync rounds with Redis that failed (refused, error or timeout)",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(fleet.errors.load(Relaxed)).encode(enc)?;
+            let mut enc = encoder.encode_descriptor(
+                "sluice_quota_redis_sync_duration_seconds",
+                "Round-trip time of completed quota sync rounds with Redis",
+                None,
+                MetricType::Histogram,
+            )?;
+            let mut h = HistSnapshot::default();
+            h.merge(&fleet.latency);
+            h.encode(&mut enc)?;
         }
         Ok(())
     }

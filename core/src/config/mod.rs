@@ -394,6 +394,37 @@ impl Config {
                 .collect();
             let _ = writeln!(out, "  {} -> {}", m.name, targets.join(", then "));
         }
+        if !self.consumers.is_empty() {
+            let _ = writeln!(out, "consumers ({}):", self.consumers.len());
+            for c in &self.consumers {
+                let limits: Vec<String> = c
+                    .limits
+                    .iter()
+                    .map(|l| match l.metric {
+                        Metric::Cost => format!("{} = {} USD", l.name, l.limit as f64 / 1e6),
+                        _ => format!("{} = {}", l.name, l.limit),
+                    })
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "  {}: {} key(s){}{}",
+                    c.name,
+                    c.key_digests.len(),
+                    if limits.is_empty() { "" } else { "; " },
+                    limits.join(", ")
+                );
+            }
+            let q = &self.quota;
+            let backend = match &q.backend {
+                QuotaBackend::Local => "local (this node's workers)".to_owned(),
+                QuotaBackend::Redis { .. } => format!(
+                    "redis (shared by every node with key prefix `{}`{})",
+                    q.key_prefix,
+                    if q.fail_closed { ", fail closed" } else { "" }
+                ),
+            };
+            let _ = writeln!(out, "quota: {backend}, sync every {:?}", q.sync_interval);
+        }
         out.truncate(out.trim_end().len());
         out
     }
@@ -1599,10 +1630,17 @@ targets = [{ backend = "local", model = "mock-small" }]   # the model name sent 
 
     #[test]
     fn shipped_example_configs_load() {
-        for name in ["quickstart.toml", "reference.toml"] {
-            let (_, result) = load_fixture(&configs_dir().join(name));
+        let mut names: Vec<_> = std::fs::read_dir(configs_dir())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        names.sort();
+        assert!(names.len() >= 3, "{names:?}");
+        for path in names {
+            let (_, result) = load_fixture(&path);
             if let Err(e) = result {
-                panic!("{name}:\n{e}");
+                panic!("{}:\n{e}", path.display());
             }
         }
         let (_, quick) = load_fixture(&configs_dir().join("quickstart.toml"));

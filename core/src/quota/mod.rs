@@ -20,6 +20,7 @@
 //! except when the real input exceeds the estimate (the estimate is biased upwards). See
 //! ARCHITECTURE.md and the `quota_bound` integration test.
 
+pub mod fleet;
 pub mod window;
 
 use crate::config::{Config, Limit, Metric, Window};
@@ -215,6 +216,93 @@ impl Board {
     }
 }
 
+impl Board {
+    /// Carries the fleet counts and state over from the board this one replaces (config
+    /// reload), so the workers' view does not lose the other nodes until the next Redis round.
+    /// Call before the new board is shared.
+    pub fn inherit_fleet(&self, old: &Board) {
+        self.fleet_ok
+            .store(old.fleet_ok.load(Ordering::Relaxed), Ordering::Relaxed);
+        let index: HashMap<&str, usize> = old
+            .table
+            .specs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.key.as_str(), i))
+            .collect();
+        for (i, spec) in self.table.specs.iter().enumerate() {
+            let Some(&j) = index.get(spec.key.as_str()) else {
+                continue;
+            };
+            if let (Some(dst), Some(src)) =
+                (self.fleet.get(i), old.fleet.get(j).and_then(Slot::read))
+            {
+                dst.publish(src);
+            }
+        }
+    }
+}
+
+impl Board {
+    /// The node's view of every limit as JSON, for `GET /admin/quota`: what this node's
+    /// workers counted (`node`), what the other nodes counted at the last Redis round
+    /// (`fleet`), and what is left. Cost is in USD.
+    pub fn view_json(&self, now_ms: u64) -> String {
+        let limits: Vec<serde_json::Value> = self
+            .table
+            .specs
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                let (win, value) = (spec.limit.window, spec.limit.limit);
+                let s = window::slot(win, now_ms);
+                let mut node = Counts {
+                    slot: s,
+                    cur: 0,
+                    prev: 0,
+                };
+                for row in &self.workers {
+                    if let Some(c) = row.get(i).and_then(Slot::read) {
+                        node = node.plus(c, s);
+                    }
+                }
+                let fleet = self.fleet.get(i).and_then(Slot::read).unwrap_or_default();
+                let used = window::effective(win, now_ms, node.plus(fleet, s));
+                let unit = |n: u64| match spec.limit.metric {
+                    Metric::Cost => serde_json::json!(n as f64 / 1e6),
+                    _ => serde_json::json!(n),
+                };
+                serde_json::json!({
+                    "key": spec.key,
+                    "consumer": spec.consumer,
+                    "limit": spec.limit.name,
+                    "window": win.as_str(),
+                    "value": unit(value),
+                    "node": unit(window::effective(win, now_ms, node)),
+                    "fleet": unit(window::effective(win, now_ms, fleet)),
+                    "used": unit(used),
+                    "remaining": unit(value.saturating_sub(used)),
+                })
+            })
+            .collect();
+        // The oldest worker view: every worker has re-read the others' (and the fleet's)
+        // counts as they were at this time.
+        let synced_ms = self
+            .published_at
+            .iter()
+            .map(|t| t.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(0);
+        serde_json::json!({
+            "now_ms": now_ms,
+            "workers_synced_ms": synced_ms,
+            "fleet_ok": self.fleet_ok.load(Ordering::Relaxed),
+            "limits": limits,
+        })
+        .to_string()
+    }
+}
+
 /// The current board, for threads off the request path (control, Redis sync). Workers get
 /// their board through their control channel instead.
 #[derive(Debug, Clone)]
@@ -397,9 +485,6 @@ impl QuotaShard {
                 slot.publish(*c);
             }
         }
-        if let Some(t) = board.published_at.get(self.worker) {
-            t.store(now_ms, Ordering::Relaxed);
-        }
         let mut others = self.others.borrow_mut();
         for (i, spec) in board.table.specs.iter().enumerate() {
             let s = window::slot(spec.limit.window, now_ms);
@@ -424,6 +509,11 @@ impl QuotaShard {
             if let Some(o) = others.get_mut(i) {
                 *o = total;
             }
+        }
+        // Last, so a reader that sees this time knows our view includes what was published
+        // before it.
+        if let Some(t) = board.published_at.get(self.worker) {
+            t.store(now_ms, Ordering::Release);
         }
     }
 
@@ -831,6 +921,45 @@ mod tests {
             r.over_mid_stream(req(100, 901), NOW).as_deref(),
             Some("tokens_per_day")
         );
+    }
+
+    #[test]
+    fn fleet_counts_join_the_view_and_survive_a_reload() {
+        let cfg = config(TEAM);
+        let b = board(&cfg, 1);
+        let shard = QuotaShard::new(0, b.clone(), true);
+        let day = window::slot(Window::Day, NOW);
+        // The sync thread published 950 tokens used by other nodes today.
+        b.fleet[1].publish(Counts {
+            slot: day,
+            cur: 950,
+            prev: 0,
+        });
+        let r = shard.admit(Some(0), 1, req(20, 20), NOW).unwrap();
+        assert_eq!(shard.view(1, Window::Day, NOW), 990);
+        drop(r);
+        let v: serde_json::Value = serde_json::from_str(&b.view_json(NOW)).unwrap();
+        let day_limit = &v["limits"][1];
+        assert_eq!(day_limit["limit"], "tokens_per_day");
+        assert_eq!(
+            (&day_limit["node"], &day_limit["fleet"]),
+            (&40.into(), &950.into())
+        );
+        assert_eq!(day_limit["remaining"], 10);
+        assert_eq!(v["fleet_ok"], true);
+
+        // Reload: the new board starts with the old fleet counts and state.
+        b.fleet_ok.store(false, Ordering::Relaxed);
+        let b2 = board(&config(&TEAM.replace("requests_per_minute = 3\n", "")), 1);
+        b2.inherit_fleet(&b);
+        assert_eq!(b2.fleet[0].read().map(|c| c.cur), Some(950));
+        assert!(!b2.fleet_ok.load(Ordering::Relaxed));
+        // fail_closed: with the fleet view unavailable, limited requests are refused.
+        shard.install(b2, true);
+        let err = shard.admit(Some(0), 1, req(1, 1), NOW + 20).unwrap_err();
+        assert_eq!(err.limit, "fleet_unavailable");
+        // Requests without limits are not.
+        assert!(shard.admit(None, 0, req(1, 1), NOW + 20).is_ok());
     }
 
     #[test]

@@ -7,6 +7,7 @@
     clippy::indexing_slicing
 )]
 
+mod fleet;
 mod harness;
 mod limits;
 mod ops;

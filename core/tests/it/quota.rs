@@ -3,10 +3,10 @@
 use crate::harness::*;
 use std::io::{BufReader, Write};
 
-const KEY_A: &str = "sk-team-a-0123456789abcdef";
-const KEY_B: &str = "sk-team-b-0123456789abcdef";
+pub const KEY_A: &str = "sk-team-a-0123456789abcdef";
+pub const KEY_B: &str = "sk-team-b-0123456789abcdef";
 
-fn config(limits_a: &str, extra: &str) -> String {
+pub fn config(limits_a: &str, extra: &str) -> String {
     format!(
         r#"
 [server]
@@ -47,11 +47,11 @@ fn sha256_hex(s: &str) -> String {
         .collect()
 }
 
-fn start(cfg: &str, driver: &str) -> Sluice {
+pub fn start(cfg: &str, driver: &str) -> Sluice {
     sluice_env(cfg, driver, &[("TEAM_A_KEY", KEY_A)])
 }
 
-fn chat(key: Option<&str>, model: &str, max_tokens: u64, content: &str) -> String {
+pub fn chat(key: Option<&str>, model: &str, max_tokens: u64, content: &str) -> String {
     let body = format!(
         r#"{{"model":"{model}","max_tokens":{max_tokens},"messages":[{{"role":"user","content":"{content}"}}]}}"#
     );
