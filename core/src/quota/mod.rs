@@ -115,20 +115,23 @@ impl LimitTable {
         self.specs.len() - 1
     }
 
-    /// The limits a request of `consumer` for `model` is checked against.
-    pub fn applicable(&self, consumer: Option<usize>, model: usize, out: &mut Vec<usize>) {
-        out.clear();
-        if let Some(c) = consumer {
-            out.extend(self.by_consumer.get(c).into_iter().flatten().copied());
-            out.extend(
-                self.by_consumer_model
-                    .get(&(c, model))
-                    .into_iter()
-                    .flatten()
-                    .copied(),
-            );
-        }
-        out.extend(self.by_model.get(model).into_iter().flatten().copied());
+    /// The limits a request of `consumer` for `model` is checked against, as three lists
+    /// (consumer, consumer x model, model), iterated in place: nothing copied per request.
+    pub fn applicable(&self, consumer: Option<usize>, model: usize) -> Applicable<'_> {
+        let none: &[usize] = &[];
+        let by_consumer = consumer
+            .and_then(|c| self.by_consumer.get(c))
+            .map_or(none, Vec::as_slice);
+        // Most tables have no per-model consumer limits: skip the hash then.
+        let by_consumer_model = match consumer {
+            Some(c) if !self.by_consumer_model.is_empty() => self
+                .by_consumer_model
+                .get(&(c, model))
+                .map_or(none, Vec::as_slice),
+            _ => none,
+        };
+        let by_model = self.by_model.get(model).map_or(none, Vec::as_slice);
+        Applicable([by_consumer, by_consumer_model, by_model])
     }
 
     pub fn len(&self) -> usize {
@@ -137,6 +140,24 @@ impl LimitTable {
 
     pub fn is_empty(&self) -> bool {
         self.specs.is_empty()
+    }
+}
+
+/// The limits that apply to one request: see [`LimitTable::applicable`].
+#[derive(Debug, Clone, Copy)]
+pub struct Applicable<'a>([&'a [usize]; 3]);
+
+impl Applicable<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|l| l.is_empty())
+    }
+
+    pub fn first(&self) -> Option<usize> {
+        self.iter().next()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.0.iter().flat_map(|l| l.iter().copied())
     }
 }
 
@@ -391,8 +412,8 @@ pub struct QuotaShard {
     own: RefCell<Vec<Counts>>,
     /// The other workers' and the fleet's counts at the last sync, per limit.
     others: RefCell<Vec<Counts>>,
-    /// Reused list of applicable limits.
-    scratch: RefCell<Vec<usize>>,
+    /// Emptied entry lists of settled reservations, for the next admissions.
+    pool: RefCell<Vec<Vec<Entry>>>,
     /// Board generation, so a reservation made on an older board settles nowhere.
     generation: Cell<u64>,
     /// Refuse while the fleet view is unavailable (`quota.fail_closed`).
@@ -411,7 +432,7 @@ impl QuotaShard {
             board: RefCell::new(board),
             own: RefCell::new(vec![Counts::default(); n]),
             others: RefCell::new(vec![Counts::default(); n]),
-            scratch: RefCell::new(Vec::new()),
+            pool: RefCell::new(Vec::new()),
             generation: Cell::new(0),
             fail_closed: Cell::new(fail_closed),
             interval_ms: Cell::new(10),
@@ -534,21 +555,20 @@ impl QuotaShard {
         amounts: Amounts,
         now_ms: u64,
     ) -> Result<Reservation, Rejection> {
+        if self
+            .board
+            .borrow()
+            .table
+            .applicable(consumer, model)
+            .is_empty()
         {
-            let board = self.board.borrow();
-            let mut scratch = self.scratch.borrow_mut();
-            board.table.applicable(consumer, model, &mut scratch);
-            if scratch.is_empty() {
-                drop((board, scratch));
-                return Ok(self.reservation(Entries::new(), amounts, RateHeaders::default()));
-            }
+            return Ok(self.reservation(Vec::new(), amounts, RateHeaders::default()));
         }
         self.sync_if_due(now_ms);
         let board = self.board.borrow();
-        let scratch = self.scratch.borrow();
-        let mut entries = Entries::new();
+        let applicable = board.table.applicable(consumer, model);
         if !board.fleet_ok.load(Ordering::Relaxed) && self.fail_closed.get() {
-            let spec = scratch.first().and_then(|&i| board.table.specs.get(i));
+            let spec = applicable.first().and_then(|i| board.table.specs.get(i));
             return Err(Rejection {
                 limit: "fleet_unavailable".to_owned(),
                 metric: spec.map_or(Metric::Requests, |s| s.limit.metric),
@@ -561,9 +581,10 @@ impl QuotaShard {
             });
         }
         let mut headers = RateHeaders::default();
+        let mut entries = self.pool.borrow_mut().pop().unwrap_or_default();
         {
             let (own, others) = (self.own.borrow(), self.others.borrow());
-            for &i in scratch.iter() {
+            for i in applicable.iter() {
                 let Some(spec) = board.table.specs.get(i) else {
                     continue;
                 };
@@ -579,7 +600,7 @@ impl QuotaShard {
                 let remaining = limit.saturating_sub(used);
                 if want > remaining {
                     let target = limit.saturating_sub(want);
-                    return Err(Rejection {
+                    let rejection = Rejection {
                         limit: spec.limit.name.clone(),
                         metric,
                         window: win,
@@ -592,7 +613,9 @@ impl QuotaShard {
                         } else {
                             window::time_until(win, now_ms, counts, target)
                         },
-                    });
+                    };
+                    self.recycle(entries);
+                    return Err(rejection);
                 }
                 let left = remaining - want;
                 let best = match metric {
@@ -613,8 +636,11 @@ impl QuotaShard {
                         });
                     }
                 }
+                let Ok(limit) = u32::try_from(i) else {
+                    continue;
+                };
                 entries.push(Entry {
-                    limit: i,
+                    limit,
                     metric,
                     slot: s,
                     reserved: want,
@@ -626,9 +652,9 @@ impl QuotaShard {
         let mut own = self.own.borrow_mut();
         let row = board.workers.get(self.worker);
         for e in &entries {
-            if let Some(c) = own.get_mut(e.limit) {
+            if let Some(c) = own.get_mut(e.index()) {
                 c.add(e.slot, i64::try_from(e.reserved).unwrap_or(i64::MAX));
-                if let Some(slot) = row.and_then(|r| r.get(e.limit)) {
+                if let Some(slot) = row.and_then(|r| r.get(e.index())) {
                     slot.publish(*c);
                 }
             }
@@ -637,9 +663,17 @@ impl QuotaShard {
         Ok(self.reservation(entries, amounts, headers))
     }
 
+    /// Returns a reservation's entry list to the pool, emptied, keeping its capacity.
+    fn recycle(&self, mut entries: Vec<Entry>) {
+        if entries.capacity() > 0 {
+            entries.clear();
+            self.pool.borrow_mut().push(entries);
+        }
+    }
+
     fn reservation(
         self: &Rc<Self>,
-        entries: Entries,
+        entries: Vec<Entry>,
         amounts: Amounts,
         headers: RateHeaders,
     ) -> Reservation {
@@ -665,9 +699,9 @@ impl QuotaShard {
         let row = board.workers.get(self.worker);
         for e in entries {
             let delta = i128::from(actual.of(e.metric)) - i128::from(e.reserved);
-            if let (Some(c), Ok(delta)) = (own.get_mut(e.limit), i64::try_from(delta)) {
+            if let (Some(c), Ok(delta)) = (own.get_mut(e.index()), i64::try_from(delta)) {
                 c.add(e.slot, delta);
-                if let Some(slot) = row.and_then(|r| r.get(e.limit)) {
+                if let Some(slot) = row.and_then(|r| r.get(e.index())) {
                     slot.publish(*c);
                 }
             }
@@ -687,14 +721,14 @@ impl QuotaShard {
         }
         let board = self.board.borrow();
         for e in &r.entries {
-            let Some(spec) = board.table.specs.get(e.limit) else {
+            let Some(spec) = board.table.specs.get(e.index()) else {
                 continue;
             };
             if !spec.limit.mid_stream {
                 continue;
             }
             let without_us = self
-                .view(e.limit, spec.limit.window, now_ms)
+                .view(e.index(), spec.limit.window, now_ms)
                 .saturating_sub(e.reserved);
             if without_us.saturating_add(used_so_far.of(e.metric)) > spec.limit.limit {
                 return Some(spec.limit.name.clone());
@@ -710,23 +744,27 @@ impl QuotaShard {
             board
                 .table
                 .specs
-                .get(e.limit)
+                .get(e.index())
                 .is_some_and(|s| s.limit.mid_stream)
         })
     }
 }
 
-/// The limits of one reservation: a handful, kept inline (no allocation per request).
-type Entries = smallvec::SmallVec<[Entry; 6]>;
-
 /// One limit a reservation counts against.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
-    limit: usize,
+    /// Index in the table.
+    limit: u32,
     metric: Metric,
     /// The window slot the reservation went into.
     slot: u64,
     reserved: u64,
+}
+
+impl Entry {
+    fn index(&self) -> usize {
+        usize::try_from(self.limit).unwrap_or(usize::MAX)
+    }
 }
 
 /// An admitted request's reservation. Settles on drop: to the usage recorded with
@@ -737,7 +775,10 @@ struct Entry {
 pub struct Reservation {
     shard: Rc<QuotaShard>,
     generation: u64,
-    entries: Entries,
+    /// From the shard's pool, returned to it on drop: no allocation per request once the pool
+    /// holds as many lists as requests are in flight, and the reservation (moved on every
+    /// admission) stays small.
+    entries: Vec<Entry>,
     reserved: Amounts,
     actual: Cell<Option<Amounts>>,
     pub headers: RateHeaders,
@@ -771,6 +812,7 @@ impl Drop for Reservation {
             self.settled = true;
             let actual = self.actual.get().unwrap_or(self.reserved);
             self.shard.settle(self.generation, &self.entries, actual);
+            self.shard.recycle(std::mem::take(&mut self.entries));
         }
     }
 }
@@ -816,13 +858,16 @@ mod tests {
                 "cm:team:gpt:output_tokens_per_hour"
             ]
         );
-        let mut out = Vec::new();
-        t.applicable(Some(0), 0, &mut out);
-        assert_eq!(out, [0, 1, 2]);
-        t.applicable(Some(0), 1, &mut out);
-        assert_eq!(out, [0, 1], "model limits only for their model");
-        t.applicable(None, 0, &mut out);
-        assert!(out.is_empty());
+        let list = |c, m| t.applicable(c, m).iter().collect::<Vec<_>>();
+        assert_eq!(list(Some(0), 0), [0, 1, 2]);
+        assert_eq!(
+            list(Some(0), 1),
+            [0, 1],
+            "model limits only for their model"
+        );
+        assert!(list(None, 0).is_empty());
+        assert!(t.applicable(None, 0).is_empty());
+        assert_eq!(t.applicable(Some(0), 0).first(), Some(0));
     }
 
     #[test]
