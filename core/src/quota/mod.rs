@@ -138,6 +138,15 @@ impl LimitTable {
         self.specs.len()
     }
 
+    /// Each limit's position by key, to carry state over to the table of a new snapshot.
+    pub fn positions(&self) -> HashMap<&str, usize> {
+        self.specs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.key.as_str(), i))
+            .collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.specs.is_empty()
     }
@@ -244,13 +253,7 @@ impl Board {
     pub fn inherit_fleet(&self, old: &Board) {
         self.fleet_ok
             .store(old.fleet_ok.load(Ordering::Relaxed), Ordering::Relaxed);
-        let index: HashMap<&str, usize> = old
-            .table
-            .specs
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.key.as_str(), i))
-            .collect();
+        let index = old.table.positions();
         for (i, spec) in self.table.specs.iter().enumerate() {
             let Some(&j) = index.get(spec.key.as_str()) else {
                 continue;
@@ -474,13 +477,7 @@ impl QuotaShard {
         let old_others = self
             .others
             .replace(vec![Counts::default(); board.table.len()]);
-        let index: HashMap<&str, usize> = old
-            .table
-            .specs
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.key.as_str(), i))
-            .collect();
+        let index = old.table.positions();
         let (mut own, mut others) = (self.own.borrow_mut(), self.others.borrow_mut());
         for (i, spec) in board.table.specs.iter().enumerate() {
             if let Some(&j) = index.get(spec.key.as_str()) {

@@ -2,8 +2,8 @@
 //! (Debian's `redis-server` package; the test script installs it).
 
 use crate::harness::*;
-use crate::quota::{chat, config, start, KEY_A, KEY_B};
-use std::io::{BufRead, BufReader, Write};
+use crate::quota::{admission_times, busiest, chat, config, start, KEY_A, KEY_B};
+use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -214,43 +214,9 @@ fn concurrent_nodes_stay_within_the_fleet_bound() {
         "",
     );
     let (a, b) = (start(&cfg, "uring"), start(&cfg, "epoll"));
-    let started = Instant::now();
-    let threads: Vec<_> = (0..16)
-        .map(|t| {
-            let addr = if t % 2 == 0 { a.addr } else { b.addr };
-            std::thread::spawn(move || {
-                let mut c = connect(addr);
-                let mut r = BufReader::new(c.try_clone().unwrap());
-                let mut admitted_at = Vec::new();
-                for _ in 0..60 {
-                    c.write_all(chat(Some(KEY_A), "gpt", 1, "x").as_bytes())
-                        .unwrap();
-                    let resp = read_response(&mut r).unwrap();
-                    assert!(resp.status == 200 || resp.status == 429, "{}", resp.text());
-                    if resp.status == 200 {
-                        admitted_at.push(started.elapsed().as_secs_f64());
-                    }
-                }
-                admitted_at
-            })
-        })
-        .collect();
-    let mut times: Vec<f64> = threads
-        .into_iter()
-        .flat_map(|t| t.join().unwrap())
-        .collect();
-    times.sort_by(f64::total_cmp);
+    let times = admission_times(&[a.addr, b.addr], 16, 60);
     let admitted = times.len() as u64;
-    let lag = 0.050;
-    let busiest = (0..times.len())
-        .map(|i| {
-            times[i..]
-                .iter()
-                .take_while(|&&t| t - times[i] <= lag)
-                .count()
-        })
-        .max()
-        .unwrap_or(0) as u64;
+    let busiest = busiest(&times, 0.050) as u64;
     let bound = limit + busiest;
     eprintln!("fleet admitted {admitted} of limit {limit}; bound {bound} ({busiest} in the busiest 50 ms)");
     assert!(admitted >= limit, "admitted {admitted} < limit {limit}");

@@ -47,6 +47,56 @@ fn sha256_hex(s: &str) -> String {
         .collect()
 }
 
+/// Drives `threads` keep-alive connections (spread over `addrs`), `per_thread` team-a
+/// requests each, and returns when each admitted request was answered (seconds from the
+/// start, sorted). Anything but 200 or 429 fails the test.
+pub fn admission_times(
+    addrs: &[std::net::SocketAddr],
+    threads: usize,
+    per_thread: usize,
+) -> Vec<f64> {
+    let started = std::time::Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let addr = addrs[t % addrs.len()];
+            std::thread::spawn(move || {
+                let mut c = connect(addr);
+                let mut r = BufReader::new(c.try_clone().unwrap());
+                let mut admitted_at = Vec::new();
+                for _ in 0..per_thread {
+                    c.write_all(chat(Some(KEY_A), "gpt", 1, "x").as_bytes())
+                        .unwrap();
+                    let resp = read_response(&mut r).unwrap();
+                    assert!(resp.status == 200 || resp.status == 429, "{}", resp.text());
+                    if resp.status == 200 {
+                        admitted_at.push(started.elapsed().as_secs_f64());
+                    }
+                }
+                admitted_at
+            })
+        })
+        .collect();
+    let mut times: Vec<f64> = handles
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times
+}
+
+/// The most of the sorted `times` that fall within any `window` seconds.
+pub fn busiest(times: &[f64], window: f64) -> usize {
+    (0..times.len())
+        .map(|i| {
+            times[i..]
+                .iter()
+                .take_while(|&&t| t - times[i] <= window)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 pub fn start(cfg: &str, driver: &str) -> Sluice {
     sluice_env(cfg, driver, &[("TEAM_A_KEY", KEY_A)])
 }
@@ -279,45 +329,13 @@ fn cross_worker_over_admission_stays_within_the_bound() {
         "[quota]\nsync_interval = \"10ms\"",
     );
     let s = start(&cfg, "epoll");
-    let addr = s.addr;
-    let started = std::time::Instant::now();
-    let threads: Vec<_> = (0..16)
-        .map(|_| {
-            std::thread::spawn(move || {
-                let mut c = connect(addr);
-                let mut r = BufReader::new(c.try_clone().unwrap());
-                let mut admitted_at = Vec::new();
-                for _ in 0..50 {
-                    c.write_all(chat(Some(KEY_A), "gpt", 1, "x").as_bytes())
-                        .unwrap();
-                    let resp = read_response(&mut r).unwrap();
-                    if resp.status == 200 {
-                        admitted_at.push(started.elapsed().as_secs_f64());
-                    }
-                }
-                admitted_at
-            })
-        })
-        .collect();
-    let mut times: Vec<f64> = threads
-        .into_iter()
-        .flat_map(|t| t.join().unwrap())
-        .collect();
-    times.sort_by(f64::total_cmp);
+    let times = admission_times(&[s.addr], 16, 50);
     let admitted = times.len() as u64;
     // What the workers admitted in the busiest window of one interval (plus a millisecond of
     // clock granularity and a millisecond of client-side timestamp jitter): the other worker
     // can be blind to at most that much, in a 2-worker gateway half of it on average.
     let window = 0.012;
-    let busiest = (0..times.len())
-        .map(|i| {
-            times[i..]
-                .iter()
-                .take_while(|&&t| t - times[i] <= window)
-                .count()
-        })
-        .max()
-        .unwrap_or(0);
+    let busiest = busiest(&times, window);
     let rate_per_worker = busiest as f64 / window / 2.0;
     let bound = limit as f64 + (2.0 - 1.0) * busiest as f64 / 2.0;
     eprintln!("admitted {admitted} of limit {limit}; bound {bound:.1} at {rate_per_worker:.0}/s per worker");
