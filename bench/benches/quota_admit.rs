@@ -7,6 +7,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use sluice_core::config::load_str;
 use sluice_core::quota::{Amounts, Board, LimitTable, QuotaShard};
 use std::hint::black_box;
+use std::rc::Rc;
 use std::sync::Arc;
 
 const CONFIG: &str = r#"
@@ -28,10 +29,19 @@ tokens_per_minute = 1000000000000
 tokens_per_day = 1000000000000000
 "#;
 
+/// Worker 0's shard of a 2-worker board for `toml`.
+fn shard(toml: &str) -> Rc<QuotaShard> {
+    match load_str(toml, "bench.toml", None, &|_| None) {
+        Ok(cfg) => QuotaShard::new(0, Board::new(Arc::new(LimitTable::build(&cfg)), 2), false),
+        Err(e) => {
+            eprintln!("bench config does not load:\n{e}");
+            std::process::exit(1);
+        }
+    }
+}
+
 fn bench(c: &mut Criterion) {
-    let cfg = load_str(CONFIG, "bench.toml", None, &|_| None).expect("bench config loads");
-    let board = Board::new(Arc::new(LimitTable::build(&cfg)), 2);
-    let shard = QuotaShard::new(0, board.clone(), false);
+    let shard = shard(CONFIG);
     let amounts = Amounts {
         requests: 1,
         input_tokens: 200,
@@ -52,26 +62,16 @@ fn bench(c: &mut Criterion) {
             drop(black_box(r));
         })
     });
-    let tight = load_str(
-        &CONFIG.replace(
-            "requests_per_minute = 1000000000",
-            "requests_per_minute = 0",
-        ),
-        "bench.toml",
-        None,
-        &|_| None,
-    )
-    .expect("bench config loads");
-    let refused = QuotaShard::new(0, Board::new(Arc::new(LimitTable::build(&tight)), 2), false);
+    let refused = self::shard(&CONFIG.replace(
+        "requests_per_minute = 1000000000",
+        "requests_per_minute = 0",
+    ));
     g.bench_function("admit_refused", |b| {
         b.iter(|| black_box(refused.admit(black_box(Some(0)), 0, amounts, now)).is_err())
     });
-    let open = QuotaShard::new(0, Board::new(Arc::new(LimitTable::build(&load_str(
+    let open = self::shard(
         "[backends.m]\nprovider = \"mock\"\n[models.gpt]\ntargets = [{ backend = \"m\" }]\n",
-        "b.toml",
-        None,
-        &|_| None,
-    ).expect("loads"))), 2), false);
+    );
     g.bench_function("admit_no_limits", |b| {
         b.iter(|| drop(black_box(open.admit(None, 0, amounts, now))))
     });
