@@ -3,4 +3,5 @@
 #![forbid(unsafe_code)]
 
 pub mod corpus;
+pub mod e2e;
 pub mod scan;
