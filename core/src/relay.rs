@@ -25,6 +25,11 @@ use sluice_proto_llm::track::{
 use sluice_proto_llm::translate::{self, ResponseContext, StreamTranslator};
 use std::time::{Duration, Instant};
 
+/// Least free space for one read of a stream from upstream. SSE events are a few hundred
+/// bytes and arrive one or a few per read, so 4 KiB reads cost a burst little, while a buffer
+/// per stream of 16 KiB (the non-streaming read size) would be most of an idle stream's memory.
+const STREAM_READ: usize = 4 * 1024;
+
 /// Output text kept per stream for token estimation when the upstream sends no usage.
 pub const MAX_CAPTURED_TEXT: usize = 1 << 20;
 
@@ -387,7 +392,9 @@ async fn relay_stream(
     h = add_headers(h, ctx, &head.passthrough);
     let mut out = h.streaming(conn.version, keep_alive);
     let mut decoder = BodyDecoder::new(head.framing);
-    let mut framer = SseFramer::new(backend.max_event_bytes);
+    // Small first buffers: a node holds many long-lived streams, most of them idle between
+    // small events; buffers grow when a burst needs it (see STREAM_READ).
+    let mut framer = SseFramer::with_capacity(backend.max_event_bytes, 1024);
     let mut usage_tracker = tracker(ctx.upstream_api);
     let mut outcome = Outcome {
         status: head.status,
@@ -402,7 +409,7 @@ async fn relay_stream(
     });
     let mut cut_by: Option<String> = None;
     let mut raw = leftover;
-    let mut payload: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut payload: Vec<u8> = Vec::new();
     // Native frames are slices of the framer's buffer; translated output is built here.
     let mut frames: Vec<Bytes> = Vec::with_capacity(16);
     let mut translated: Vec<u8> = Vec::new();
@@ -488,7 +495,8 @@ async fn relay_stream(
             outcome.bytes_out += n as u64;
             worker.metrics.add_bytes_to_client(n);
         }
-        let read = monoio::time::timeout(backend.read_timeout, read_more(&mut up, raw, 16 * 1024));
+        let read =
+            monoio::time::timeout(backend.read_timeout, read_more(&mut up, raw, STREAM_READ));
         let (res, b) = match conn.race(read).await {
             Raced::ClientGone => return Err(stream_gone(outcome, &usage_tracker)),
             Raced::Done(Err(_)) => {
