@@ -14,7 +14,7 @@ use crate::config::Window;
 const SECOND: u64 = 1000;
 const MINUTE: u64 = 60 * SECOND;
 const HOUR: u64 = 60 * MINUTE;
-const DAY: u64 = 24 * HOUR;
+pub const DAY: u64 = 24 * HOUR;
 
 /// A counter's two slots: `cur` belongs to slot `slot`, `prev` to `slot - 1`. Counts are
 /// signed so that settling a reservation can subtract; they are read clamped at zero.
