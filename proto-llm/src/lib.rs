@@ -19,6 +19,7 @@ pub mod request;
 pub mod responses;
 pub mod sse;
 pub mod synth;
+pub mod textscan;
 pub mod tokenize;
 pub mod track;
 pub mod translate;

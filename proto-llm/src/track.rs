@@ -25,6 +25,7 @@ use crate::anthropic;
 use crate::request::subslice_range;
 use crate::responses;
 use crate::sse::SseFrame;
+use crate::textscan;
 use crate::translate::chat::{ChatUsage, CompletionTokensDetails, PromptTokensDetails};
 use crate::usage::{read_usage, Usage, UsageExtractor};
 
@@ -248,12 +249,24 @@ impl AnthropicCounts {
     }
 }
 
+/// Where generated text is under a `delta` member (see [`textscan`]): a Chat chunk's
+/// `choices[].delta` (content, refusal, reasoning, tool-call `arguments`) and an Anthropic
+/// `content_block_delta`'s `delta`; a Responses text event's `delta` is the text itself. A
+/// legacy completions chunk has no `delta`: `choices[].text`. The fields the parsed path reads.
+const CHAT_DELTA: &[textscan::Member] = &[
+    (b"content", 1),
+    (b"refusal", 1),
+    (b"reasoning_content", 1),
+    (b"reasoning", 1),
+    (b"arguments", 4),
+];
+const LEGACY_TEXT: &[textscan::Member] = &[(b"text", 3)];
+const MESSAGES_DELTA: &[textscan::Member] = &[(b"text", 1), (b"thinking", 1), (b"partial_json", 1)];
+
 /// Byte patterns the pre-checks look for, built once per tracker.
 struct Finders {
     error: memmem::Finder<'static>,
     type_key: memmem::Finder<'static>,
-    /// Keys whose string values are generated text in Chat chunks and bodies.
-    chat_text: [memmem::Finder<'static>; 5],
 }
 
 impl Finders {
@@ -261,13 +274,6 @@ impl Finders {
         Self {
             error: memmem::Finder::new(b"\"error\""),
             type_key: memmem::Finder::new(b"\"type\""),
-            chat_text: [
-                memmem::Finder::new(b"\"content\""),
-                memmem::Finder::new(b"\"arguments\""),
-                memmem::Finder::new(b"\"reasoning"),
-                memmem::Finder::new(b"\"refusal\""),
-                memmem::Finder::new(b"\"text\""),
-            ],
         }
     }
 }
@@ -277,6 +283,7 @@ pub struct UsageTracker {
     api: Api,
     extractor: UsageExtractor,
     finders: Finders,
+    delta: textscan::DeltaText,
     usage: Option<TrackedUsage>,
     anthropic: AnthropicCounts,
     saw_end: bool,
@@ -293,6 +300,7 @@ impl UsageTracker {
             api,
             extractor: UsageExtractor::new(),
             finders: Finders::new(),
+            delta: textscan::DeltaText::new(),
             usage: None,
             anthropic: AnthropicCounts::default(),
             saw_end: false,
@@ -307,10 +315,9 @@ impl UsageTracker {
     /// decoded, up to `max_bytes`, so the gateway can count output tokens itself when the
     /// upstream reports no usage (a cut stream, a server without usage).
     ///
-    /// Cost: a frame that may carry text (a byte search for its keys) is parsed once into the
-    /// tracker's reused buffers (on a typical 300-byte chunk, about a microsecond) and its text
-    /// appended to one reused `String`; nothing allocates once the buffers are warm. Without
-    /// capture the tracker parses only the few frames that carry usage, an end or an error.
+    /// Cost: a text frame is not parsed; one byte search finds its `delta` members and only
+    /// those are lexed and decoded ([`textscan`]) into one reused `String`. Frames that carry usage, an end or an error are parsed as without
+    /// capture, and their text is read from the parse.
     /// Past `max_bytes` the text is cut at a character boundary and
     /// [`Self::text_truncated`] says so.
     pub fn with_text_capture(mut self, max_bytes: usize) -> Self {
@@ -423,6 +430,17 @@ impl UsageTracker {
         }
     }
 
+    /// Appends the text of a frame's `delta` members (see [`textscan`]): no parse. A Chat
+    /// frame without one may be a legacy completions chunk.
+    fn scan_text(&mut self, data: &[u8], members: &[textscan::Member]) {
+        let mut text = TextSink::new(&mut self.text, self.text_limit, true);
+        let found = self.delta.text(data, members, |s| text.push(Some(s)));
+        if !found && self.api == Api::ChatCompletions {
+            textscan::string_members(data, LEGACY_TEXT, |s| text.push(Some(s)));
+        }
+        self.text_truncated |= text.truncated;
+    }
+
     fn with_tape(&mut self, json: &[u8], read: fn(TapeValue<'_, '_>) -> bool) -> bool {
         self.extractor
             .with_tape(json, |doc| Some(read(doc)))
@@ -439,13 +457,12 @@ impl UsageTracker {
         };
         let need_usage = self.extractor.may_have_usage(&data);
         let need_error = self.finders.error.find(&data).is_some();
-        let capture = self.text_limit > 0
-            && self
-                .finders
-                .chat_text
-                .iter()
-                .any(|f| f.find(&data).is_some());
-        if !need_usage && !need_error && !capture {
+        let capture = self.text_limit > 0;
+        if !need_usage && !need_error {
+            // The common frame: text only, scanned without a parse.
+            if capture {
+                self.scan_text(&data, CHAT_DELTA);
+            }
             return;
         }
         let mut text = TextSink::new(&mut self.text, self.text_limit, capture);
@@ -490,17 +507,7 @@ impl UsageTracker {
             }
             b"message_stop" => self.saw_end = true,
             b"error" => self.saw_error = true,
-            b"content_block_delta" if self.text_limit > 0 => {
-                let mut text = TextSink::new(&mut self.text, self.text_limit, true);
-                self.extractor.with_tape(&data, |doc| {
-                    let delta = doc.get("delta")?;
-                    text.push(delta.get_str("text"));
-                    text.push(delta.get_str("thinking"));
-                    text.push(delta.get_str("partial_json"));
-                    Some(())
-                });
-                self.text_truncated |= text.truncated;
-            }
+            b"content_block_delta" if self.text_limit > 0 => self.scan_text(&data, MESSAGES_DELTA),
             _ => {}
         }
     }
@@ -533,12 +540,7 @@ impl UsageTracker {
             | b"response.reasoning_summary_text.delta"
                 if self.text_limit > 0 =>
             {
-                let mut text = TextSink::new(&mut self.text, self.text_limit, true);
-                self.extractor.with_tape(&data, |doc| {
-                    text.push(doc.get_str("delta"));
-                    Some(())
-                });
-                self.text_truncated |= text.truncated;
+                self.scan_text(&data, &[])
             }
             _ => {}
         }

@@ -188,6 +188,42 @@ fn chat_errors_and_missing_usage() {
     assert_eq!(tracker.text(), "", "no capture unless asked");
 }
 
+/// A text frame is scanned, a frame with usage or an error is parsed: both read the same
+/// fields, whatever the frame's shape (reasoning beside OpenRouter-style `reasoning_details`,
+/// refusals, legacy `choices[].text`, `logprobs.content`, escapes, several choices).
+#[test]
+fn chat_text_is_the_same_scanned_or_parsed() {
+    let chunks = [
+        r#"{"choices":[{"index":0,"delta":{"reasoning":"think","reasoning_details":[{"type":"reasoning.text","text":"think"}]}}]}"#,
+        r#"{"choices":[{"index":0,"delta":{"reasoning_content":"why \u00e9\n"},"logprobs":{"content":[{"token":"w","logprob":-0.1}]}}]}"#,
+        r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":"a \"b\" \ud83d\ude00","refusal":null}},{"index":1,"delta":{"refusal":"no"}}]}"#,
+        r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"name":"f","arguments":"{\"x\":"}}]}}]}"#,
+        r#"{"choices":[{"index":0,"text":"legacy","logprobs":null,"finish_reason":null}]}"#,
+        r#"{"choices":[{"index":0,"delta":{"content":null},"finish_reason":"stop"}]}"#,
+    ];
+    for chunk in chunks {
+        let mut scanned = UsageTracker::new(Api::ChatCompletions).with_text_capture(1 << 10);
+        scanned.observe(&frame(&format!("data: {chunk}\n\n")));
+        // The same chunk carrying usage goes through the parse.
+        let with_usage = format!(
+            "{},\"usage\":{{\"prompt_tokens\":1,\"completion_tokens\":1,\"total_tokens\":2}}}}",
+            chunk.strip_suffix('}').unwrap()
+        );
+        let mut parsed = UsageTracker::new(Api::ChatCompletions).with_text_capture(1 << 10);
+        parsed.observe(&frame(&format!("data: {with_usage}\n\n")));
+        assert!(parsed.usage().is_some(), "{with_usage}");
+        assert_eq!(scanned.text(), parsed.text(), "{chunk}");
+    }
+    let mut all = UsageTracker::new(Api::ChatCompletions).with_text_capture(1 << 10);
+    for chunk in chunks {
+        all.observe(&frame(&format!("data: {chunk}\n\n")));
+    }
+    assert_eq!(
+        all.text(),
+        "thinkwhy \u{e9}\na \"b\" \u{1f600}no{\"x\":legacy"
+    );
+}
+
 #[test]
 fn bodies_of_every_api() {
     let mut chat = UsageTracker::new(Api::ChatCompletions).with_text_capture(100);
