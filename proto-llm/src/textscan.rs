@@ -93,7 +93,7 @@ pub fn string_members(json: &[u8], members: &[Member], mut sink: impl FnMut(&str
         // Outside strings only structure, numbers and literals: track the nesting.
         for b in json.get(at..at + open).unwrap_or_default() {
             match b {
-                b'{' | b'[' => depth += 1,
+                b'{' | b'[' => depth = depth.saturating_add(1),
                 b'}' | b']' => {
                     depth = depth.saturating_sub(1);
                     if depth == 0 {
