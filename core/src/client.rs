@@ -91,9 +91,18 @@ impl ClientConn {
     pub fn new(stream: TcpStream) -> Self {
         Self {
             stream,
-            buf: Vec::with_capacity(8 * 1024),
+            // The first read makes room (4 KiB): an idle connection holds nothing before it.
+            buf: Vec::new(),
             watch: true,
             version: 1,
+        }
+    }
+
+    /// Frees the read buffer if it holds nothing (no pipelined request): a streaming
+    /// response can last minutes, and the next request's read makes room again.
+    pub fn release_idle_buffer(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = Vec::new();
         }
     }
 

@@ -376,6 +376,7 @@ async fn relay_stream(
         ..
     } = ex;
     let _gauge = StreamGauge::new(&worker.metrics);
+    conn.release_idle_buffer();
     let chunked = conn.version == 1;
     let keep_alive = ctx.keep_alive && chunked;
     let native = matches!(mode, StreamMode::Native { .. });

@@ -322,7 +322,9 @@ impl UsageTracker {
     /// [`Self::text_truncated`] says so.
     pub fn with_text_capture(mut self, max_bytes: usize) -> Self {
         self.text_limit = max_bytes;
-        self.text = String::with_capacity(max_bytes.min(16 * 1024));
+        // Small to start: a node holds many streams, most replies are a few KB; doubling costs a
+        // handful of allocations per stream, none per frame.
+        self.text = String::with_capacity(max_bytes.min(512));
         self
     }
 

@@ -329,7 +329,9 @@ impl std::fmt::Display for HeadReadError {
 
 /// Read and parse a response head; skips interim 1xx responses.
 async fn read_head(conn: &mut UpConn) -> Result<(ResponseHead, Vec<u8>), HeadReadError> {
-    let mut buf: Vec<u8> = Vec::with_capacity(8 * 1024);
+    // `read_more` makes 4 KiB of room: a head is usually a few hundred bytes, and this
+    // buffer lives on as the stream's read buffer.
+    let mut buf: Vec<u8> = Vec::new();
     loop {
         let (res, b) = read_more(conn, buf, 4096).await;
         buf = b;
