@@ -9,7 +9,7 @@ use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 use std::future::{poll_fn, Future};
 use std::os::fd::AsRawFd;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -109,8 +109,11 @@ impl ClientConn {
     /// Run `fut` to completion unless the client closes its connection first. The future is
     /// never dropped half-way except when the client is gone (then the caller abandons the
     /// upstream work anyway), so no upstream bytes are lost to cancellation.
-    pub async fn race<F: Future>(&mut self, fut: F) -> Raced<F::Output> {
-        let mut fut = pin!(fut);
+    ///
+    /// The caller pins `fut` (`std::pin::pin!`): taking it by value would store it twice in
+    /// this future's state (the argument and the pinned local), and a streaming response
+    /// awaits this for its whole life, so every byte of it counts per open stream.
+    pub async fn race<F: Future>(&mut self, mut fut: Pin<&mut F>) -> Raced<F::Output> {
         while self.watch {
             let ev = {
                 let mut readable = pin!(self.stream.readable(false));

@@ -94,7 +94,7 @@ pub async fn serve(
     if !req.stream {
         let due = pacing.whole(req.reply_tokens());
         if !due.is_zero() {
-            if let Raced::ClientGone = conn.race(monoio::time::sleep(due)).await {
+            if let Raced::ClientGone = conn.race(std::pin::pin!(monoio::time::sleep(due))).await {
                 return Err(Failed::gone());
             }
         }
@@ -161,7 +161,7 @@ pub async fn serve(
         let delay = pacing.before(kind, first, gen.token_frames_sent());
         first = false;
         if !delay.is_zero() {
-            if let Raced::ClientGone = conn.race(monoio::time::sleep(delay)).await {
+            if let Raced::ClientGone = conn.race(std::pin::pin!(monoio::time::sleep(delay))).await {
                 return Err(gone(outcome, gen.token_frames_sent().saturating_sub(1)));
             }
         }

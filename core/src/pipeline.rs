@@ -616,10 +616,8 @@ impl Attempt<'_> {
             },
         );
         let upstreams = self.ctx.worker.upstreams.borrow().clone();
-        let ex = match conn
-            .race(upstreams.exchange(backend, url, request, &self.ctx.worker.metrics))
-            .await
-        {
+        let exchange = upstreams.exchange(backend, url, request, &self.ctx.worker.metrics);
+        let ex = match conn.race(std::pin::pin!(exchange)).await {
             Raced::ClientGone => return Err(Failed::gone()),
             Raced::Done(Err(e)) => return Err(Failed::Error(e)),
             Raced::Done(Ok(ex)) => ex,

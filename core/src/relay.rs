@@ -256,7 +256,7 @@ async fn relay_body(
             break;
         }
         let read = monoio::time::timeout(backend.read_timeout, read_more(&mut up, raw, 16 * 1024));
-        let (res, b) = match conn.race(read).await {
+        let (res, b) = match conn.race(std::pin::pin!(read)).await {
             Raced::ClientGone => return Err(Failed::gone()),
             Raced::Done(Err(_)) => {
                 worker.metrics.count(Event::UpstreamTimeouts);
@@ -401,12 +401,16 @@ async fn relay_stream(
         status: head.status,
         ..Outcome::default()
     };
-    let mut budget = ctx.enforce.as_ref().map(|rules| Budget {
-        rules,
-        closer: StreamCloser::new(rules.format, rules.close.clone()),
-        tokens: 0,
-        counted: 0,
-        framer: SseFramer::new(backend.max_event_bytes.max(1 << 20)),
+    // Boxed: ~3 KB (a closer and a framer) that only budget-enforced streams need, and the
+    // stream's future would carry it for every stream otherwise.
+    let mut budget = ctx.enforce.as_ref().map(|rules| {
+        Box::new(Budget {
+            rules,
+            closer: StreamCloser::new(rules.format, rules.close.clone()),
+            tokens: 0,
+            counted: 0,
+            framer: SseFramer::new(backend.max_event_bytes.max(1 << 20)),
+        })
     });
     let mut cut_by: Option<String> = None;
     let mut raw = leftover;
@@ -498,7 +502,7 @@ async fn relay_stream(
         }
         let read =
             monoio::time::timeout(backend.read_timeout, read_more(&mut up, raw, STREAM_READ));
-        let (res, b) = match conn.race(read).await {
+        let (res, b) = match conn.race(std::pin::pin!(read)).await {
             Raced::ClientGone => return Err(stream_gone(outcome, &usage_tracker)),
             Raced::Done(Err(_)) => {
                 worker.metrics.count(Event::UpstreamTimeouts);

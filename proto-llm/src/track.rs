@@ -16,6 +16,7 @@
 //! stream whose client did not ask for usage.
 
 use std::fmt;
+use std::sync::LazyLock;
 
 use memchr::memmem;
 use simd_json::prelude::*;
@@ -263,27 +264,25 @@ const CHAT_DELTA: &[textscan::Member] = &[
 const LEGACY_TEXT: &[textscan::Member] = &[(b"text", 3)];
 const MESSAGES_DELTA: &[textscan::Member] = &[(b"text", 1), (b"thinking", 1), (b"partial_json", 1)];
 
-/// Byte patterns the pre-checks look for, built once per tracker.
+/// Byte patterns the pre-checks look for. Built once per process and shared: each `Finder` is
+/// ~300 bytes, and a node holds a tracker per open stream.
 struct Finders {
     error: memmem::Finder<'static>,
     type_key: memmem::Finder<'static>,
+    delta: textscan::DeltaText,
 }
 
-impl Finders {
-    fn new() -> Self {
-        Self {
-            error: memmem::Finder::new(b"\"error\""),
-            type_key: memmem::Finder::new(b"\"type\""),
-        }
-    }
-}
+static FINDERS: LazyLock<Finders> = LazyLock::new(|| Finders {
+    error: memmem::Finder::new(b"\"error\""),
+    type_key: memmem::Finder::new(b"\"type\""),
+    delta: textscan::DeltaText::new(),
+});
 
 /// Usage, end and error of one response, fed frame by frame (or with the whole body).
 pub struct UsageTracker {
     api: Api,
     extractor: UsageExtractor,
-    finders: Finders,
-    delta: textscan::DeltaText,
+    finders: &'static Finders,
     usage: Option<TrackedUsage>,
     anthropic: AnthropicCounts,
     saw_end: bool,
@@ -299,8 +298,7 @@ impl UsageTracker {
         Self {
             api,
             extractor: UsageExtractor::new(),
-            finders: Finders::new(),
-            delta: textscan::DeltaText::new(),
+            finders: &FINDERS,
             usage: None,
             anthropic: AnthropicCounts::default(),
             saw_end: false,
@@ -436,7 +434,10 @@ impl UsageTracker {
     /// frame without one may be a legacy completions chunk.
     fn scan_text(&mut self, data: &[u8], members: &[textscan::Member]) {
         let mut text = TextSink::new(&mut self.text, self.text_limit, true);
-        let found = self.delta.text(data, members, |s| text.push(Some(s)));
+        let found = self
+            .finders
+            .delta
+            .text(data, members, |s| text.push(Some(s)));
         if !found && self.api == Api::ChatCompletions {
             textscan::string_members(data, LEGACY_TEXT, |s| text.push(Some(s)));
         }

@@ -10,6 +10,7 @@
 //! same reused parse buffers.
 
 use std::fmt;
+use std::sync::LazyLock;
 
 use memchr::memmem;
 use simd_json::prelude::*;
@@ -34,10 +35,14 @@ pub struct Usage {
 /// matches a real `"usage"` token (a key, or a string value that happens to be "usage").
 const USAGE_KEY: &[u8] = b"\"usage\"";
 
+/// One searcher for the whole process (a `Finder` is ~300 bytes; every stream has an
+/// extractor).
+static USAGE_FINDER: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(USAGE_KEY));
+
 /// Reusable extractor. It holds a scratch buffer (simd-json parses in place and needs padding)
 /// and the parse buffers, so a steady stream of chunks does not allocate.
 pub struct UsageExtractor {
-    finder: memmem::Finder<'static>,
     scratch: Vec<u8>,
     buffers: Buffers,
     /// Kept empty between calls; only its allocation is reused.
@@ -48,7 +53,6 @@ impl UsageExtractor {
     /// A new extractor; buffers grow to the largest document seen and stay that size.
     pub fn new() -> Self {
         Self {
-            finder: memmem::Finder::new(USAGE_KEY),
             scratch: Vec::new(),
             buffers: Buffers::new(1024),
             tape: Tape(Vec::new()),
@@ -98,7 +102,7 @@ impl UsageExtractor {
     /// Cheap pre-check: is there a `"usage"` key whose value is not `null`? Every chunk of an
     /// `include_usage` stream carries `"usage":null`, so a bare search would parse them all.
     pub(crate) fn may_have_usage(&self, json: &[u8]) -> bool {
-        self.finder.find_iter(json).any(|at| {
+        USAGE_FINDER.find_iter(json).any(|at| {
             let after = json.get(at + USAGE_KEY.len()..).unwrap_or_default();
             let after = skip_ws(after);
             match after.split_first() {

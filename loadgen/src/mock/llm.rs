@@ -165,7 +165,7 @@ async fn pause(conn: &mut ClientConn, stats: &Stats, delay: Duration) -> bool {
     if delay.is_zero() {
         return true;
     }
-    match conn.race(monoio::time::sleep(delay)).await {
+    match conn.race(std::pin::pin!(monoio::time::sleep(delay))).await {
         Raced::Done(()) => true,
         Raced::ClientGone => {
             bump(&stats.client_disconnects);
