@@ -16,6 +16,8 @@
 
 use memchr::{memchr, memchr2, memmem};
 
+use crate::usage::skip_ws;
+
 /// A member to collect inside a `delta` object: its name, and how deep it is (members of the
 /// `delta` object itself are at depth 1; each enclosing object or array adds one, so a Chat
 /// tool call's `{"tool_calls":[{"function":{"arguments":..}}]}` is at depth 4).
@@ -142,14 +144,6 @@ fn string_end(json: &[u8], start: usize) -> Option<usize> {
             _ => at += hit + 2,
         }
     }
-}
-
-fn skip_ws(bytes: &[u8]) -> &[u8] {
-    let start = bytes
-        .iter()
-        .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-        .unwrap_or(bytes.len());
-    bytes.get(start..).unwrap_or_default()
 }
 
 /// Decodes the raw content of a JSON string. Nothing reaches `sink` if it is not valid (bad

@@ -128,7 +128,8 @@ impl fmt::Debug for UsageExtractor {
     }
 }
 
-fn skip_ws(bytes: &[u8]) -> &[u8] {
+/// `bytes` without leading JSON whitespace.
+pub(crate) fn skip_ws(bytes: &[u8]) -> &[u8] {
     let start = bytes
         .iter()
         .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
