@@ -15,6 +15,7 @@ use sluice_bench::e2e::loadgen::Run;
 use sluice_bench::e2e::measure::Loadgen;
 use sluice_bench::e2e::procfs;
 use sluice_bench::e2e::report::{self, Measure, Memory, Row, Summary, PEERS, SCENARIOS};
+use sluice_bench::e2e::session::{self, Setup};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,13 +29,13 @@ struct Args {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
     rounds: u32,
     /// Measured length of each run (one scenario against one peer).
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = session::parse_duration)]
     duration: Duration,
     /// Warm-up of every run (its requests count for CPU time but not for latency).
-    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "500ms", value_parser = session::parse_duration)]
     run_warmup: Duration,
     /// Length of each warm-up run before the first round (every scenario, every peer).
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = session::parse_duration)]
     warmup: Duration,
     /// Output tokens of every response (one SSE chunk each in streams).
     #[arg(long, default_value_t = 20)]
@@ -66,10 +67,6 @@ struct Args {
     /// Keep the scratch directory (configs, logs, load-generator reports).
     #[arg(long)]
     keep_scratch: bool,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| e.to_string())
 }
 
 /// A peer while it runs.
@@ -137,14 +134,7 @@ struct CompareReport {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            children::kill_all();
-            eprintln!("compare: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    session::exit("compare", run(&args))
 }
 
 fn secs(d: Duration) -> f64 {
@@ -153,31 +143,16 @@ fn secs(d: Duration) -> f64 {
 
 fn run(args: &Args) -> Result<(), String> {
     let started = Instant::now();
-    let load_cpu: usize = args
-        .load_cpu
-        .split([',', '-'])
-        .next()
-        .and_then(|c| c.parse().ok())
-        .ok_or("--load-cpu: expected a CPU number")?;
-    if !host::pin_self(load_cpu) {
-        eprintln!("compare: warning: could not pin this process to CPU {load_cpu}");
-    }
-    let release = host::release_dir()?;
-    if !args.no_build {
-        host::build(&release)?;
-    }
-    let sluice = host::binary(&release, "sluice")?;
-    let loadgen_bin = host::binary(&release, "sluice-loadgen")?;
-    let dir = host::scratch_dir("compare")?;
-    children::install_signal_handler((!args.keep_scratch).then(|| dir.clone()))?;
-    let result = measure_all(args, &sluice, &loadgen_bin, &dir, started);
-    children::kill_all();
-    if args.keep_scratch || result.is_err() {
-        eprintln!("scratch directory (configs, logs): {}", dir.display());
-    } else {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    result
+    let setup = Setup {
+        tag: "compare",
+        scratch: "compare",
+        load_cpu: &args.load_cpu,
+        no_build: args.no_build,
+        keep_scratch: args.keep_scratch,
+    };
+    session::run(setup, |sluice, loadgen, dir| {
+        measure_all(args, sluice, loadgen, dir, started)
+    })
 }
 
 fn start_mock(

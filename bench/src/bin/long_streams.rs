@@ -9,12 +9,13 @@
 
 use clap::Parser;
 use serde::Serialize;
-use sluice_bench::e2e::children::{self, Child, Spec};
+use sluice_bench::e2e::children::{Child, Spec};
 use sluice_bench::e2e::configs::{self, SluiceBackends};
 use sluice_bench::e2e::host::{self, FileLimit, Machine, Revision};
 use sluice_bench::e2e::loadgen::{Percentiles, Run};
 use sluice_bench::e2e::measure::{self, Loadgen};
 use sluice_bench::e2e::procfs;
+use sluice_bench::e2e::session::{self, Setup};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -33,7 +34,7 @@ struct Args {
     #[arg(long, default_value_t = 16)]
     tokens: u32,
     /// Gap between tokens; a stream lasts about `tokens` x `gap`.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = session::parse_duration)]
     gap: Duration,
     /// Source addresses of the load generator's connections (about 28k ports each).
     #[arg(long, default_value = "127.0.0.2-127.0.0.9")]
@@ -57,10 +58,6 @@ struct Args {
     /// Keep the scratch directory (config, logs, load-generator reports).
     #[arg(long)]
     keep_scratch: bool,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Serialize)]
@@ -118,14 +115,7 @@ struct LongReport {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            children::kill_all();
-            eprintln!("long_streams: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    session::exit("long_streams", run(&args))
 }
 
 fn run(args: &Args) -> Result<(), String> {
@@ -139,31 +129,16 @@ fn run(args: &Args) -> Result<(), String> {
     if args.gap.is_zero() || args.tokens == 0 {
         return Err("--gap and --tokens must be above zero".into());
     }
-    let load_cpu: usize = args
-        .load_cpu
-        .split([',', '-'])
-        .next()
-        .and_then(|c| c.parse().ok())
-        .ok_or("--load-cpu: expected a CPU number")?;
-    if !host::pin_self(load_cpu) {
-        eprintln!("long_streams: warning: could not pin this process to CPU {load_cpu}");
-    }
-    let release = host::release_dir()?;
-    if !args.no_build {
-        host::build(&release)?;
-    }
-    let sluice = host::binary(&release, "sluice")?;
-    let loadgen = host::binary(&release, "sluice-loadgen")?;
-    let dir = host::scratch_dir("long-streams")?;
-    children::install_signal_handler((!args.keep_scratch).then(|| dir.clone()))?;
-    let result = measure_all(args, &sluice, &loadgen, &dir, started);
-    children::kill_all();
-    if args.keep_scratch || result.is_err() {
-        eprintln!("scratch directory (configs, logs): {}", dir.display());
-    } else {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    result
+    let setup = Setup {
+        tag: "long_streams",
+        scratch: "long-streams",
+        load_cpu: &args.load_cpu,
+        no_build: args.no_build,
+        keep_scratch: args.keep_scratch,
+    };
+    session::run(setup, |sluice, loadgen, dir| {
+        measure_all(args, sluice, loadgen, dir, started)
+    })
 }
 
 fn start_sluice(
