@@ -9,6 +9,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 use toml::Spanned;
 
+/// Cost limits and counts are kept in micro-USD (integers); this is the amount in USD.
+pub fn micros_to_usd(micros: u64) -> f64 {
+    micros as f64 / 1e6
+}
+
 /// What a limit counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Metric {

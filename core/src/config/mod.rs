@@ -14,7 +14,8 @@ mod raw;
 mod units;
 
 pub use access::{
-    key_digest, Auth, Consumer, JwtKey, JwtSettings, Limit, Metric, Quota, QuotaBackend, Window,
+    key_digest, micros_to_usd, Auth, Consumer, JwtKey, JwtSettings, Limit, Metric, Quota,
+    QuotaBackend, Window,
 };
 pub use error::{ConfigError, ConfigErrors};
 
@@ -401,7 +402,7 @@ impl Config {
                     .limits
                     .iter()
                     .map(|l| match l.metric {
-                        Metric::Cost => format!("{} = {} USD", l.name, l.limit as f64 / 1e6),
+                        Metric::Cost => format!("{} = {} USD", l.name, micros_to_usd(l.limit)),
                         _ => format!("{} = {}", l.name, l.limit),
                     })
                     .collect();

@@ -173,9 +173,13 @@ impl FleetSync {
         for (i, spec) in board.table.specs.iter().enumerate() {
             let win = spec.limit.window;
             let s = window::slot(win, now_ms);
-            let node = node_counts(board, i, s);
+            // A slot that could not be read consistently: not written this round.
+            let node = board
+                .node_counts(i, s)
+                .filter(|n| n.complete)
+                .map(|n| n.counts);
             let cur_key = self.key(spec, s);
-            let prev_key = reads_previous(win).then(|| self.key(spec, s.wrapping_sub(1)));
+            let prev_key = window::is_sliding(win).then(|| self.key(spec, s.wrapping_sub(1)));
             let last = self.written.get(&spec.key).map(|c| c.at(s));
             if let Some(node) = node.filter(|n| !fresh_board && last != Some(*n)) {
                 pipe.hset(&cur_key, &self.node, node.cur).ignore();
@@ -256,30 +260,10 @@ impl FleetSync {
     }
 }
 
-/// Sliding windows weigh in the previous slot; fixed ones (day, month) do not.
-fn reads_previous(window: Window) -> bool {
-    matches!(window, Window::Second | Window::Minute | Window::Hour)
-}
-
 /// Unix ms at which the key of `slot` may go: after the next slot, which reads it as its
 /// previous one, plus a minute of clock skew between nodes.
 fn expiry(window: Window, slot: u64) -> u64 {
     window::slot_start(window, slot.saturating_add(2)).saturating_add(60_000)
-}
-
-/// This node's counts for limit `i` at slot `s`: the sum of its workers' published slots, or
-/// `None` if a slot could not be read consistently (then this round does not write it).
-fn node_counts(board: &Board, i: usize, s: u64) -> Option<Counts> {
-    let mut total = Counts {
-        slot: s,
-        cur: 0,
-        prev: 0,
-    };
-    for row in &board.workers {
-        let c = row.get(i)?.read()?;
-        total = total.plus(c, s);
-    }
-    Some(total)
 }
 
 /// The sum of the other nodes' fields of one hash, never negative.

@@ -23,7 +23,7 @@
 pub mod fleet;
 pub mod window;
 
-use crate::config::{Config, Limit, Metric, Window};
+use crate::config::{micros_to_usd, Config, Limit, Metric, Window};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -267,7 +267,35 @@ impl Board {
     }
 }
 
+/// What a node's workers have counted against one limit (see [`Board::node_counts`]).
+#[derive(Debug, Clone, Copy)]
+pub struct NodeCounts {
+    pub counts: Counts,
+    /// Every worker's slot was read consistently (a writer can keep a reader out).
+    pub complete: bool,
+}
+
 impl Board {
+    /// The sum of the workers' published counts for limit `i`, seen from slot `s`; `None` if
+    /// there is no such limit.
+    pub fn node_counts(&self, i: usize, s: u64) -> Option<NodeCounts> {
+        let mut total = NodeCounts {
+            counts: Counts {
+                slot: s,
+                cur: 0,
+                prev: 0,
+            },
+            complete: true,
+        };
+        for row in &self.workers {
+            match row.get(i)?.read() {
+                Some(c) => total.counts = total.counts.plus(c, s),
+                None => total.complete = false,
+            }
+        }
+        Some(total)
+    }
+
     /// The node's view of every limit as JSON, for `GET /admin/quota`: what this node's
     /// workers counted (`node`), what the other nodes counted at the last Redis round
     /// (`fleet`), and what is left. Cost is in USD.
@@ -280,20 +308,13 @@ impl Board {
             .map(|(i, spec)| {
                 let (win, value) = (spec.limit.window, spec.limit.limit);
                 let s = window::slot(win, now_ms);
-                let mut node = Counts {
-                    slot: s,
-                    cur: 0,
-                    prev: 0,
-                };
-                for row in &self.workers {
-                    if let Some(c) = row.get(i).and_then(Slot::read) {
-                        node = node.plus(c, s);
-                    }
-                }
+                let node = self
+                    .node_counts(i, s)
+                    .map_or(Counts::default(), |n| n.counts);
                 let fleet = self.fleet.get(i).and_then(Slot::read).unwrap_or_default();
                 let used = window::effective(win, now_ms, node.plus(fleet, s));
                 let unit = |n: u64| match spec.limit.metric {
-                    Metric::Cost => serde_json::json!(n as f64 / 1e6),
+                    Metric::Cost => serde_json::json!(micros_to_usd(n)),
                     _ => serde_json::json!(n),
                 };
                 serde_json::json!({
@@ -425,8 +446,8 @@ pub struct QuotaShard {
     /// tick is due, so a busy event loop (late timers) does not make the view staler.
     interval_ms: Cell<u64>,
     last_sync_ms: Cell<u64>,
-    /// (day, month slot) of the last monthly window looked up; `u64::MAX` slot: none yet.
-    month: Cell<(u64, u64)>,
+    /// (day, month slot) of the last monthly window looked up.
+    month: Cell<Option<(u64, u64)>>,
 }
 
 impl QuotaShard {
@@ -442,7 +463,7 @@ impl QuotaShard {
             fail_closed: Cell::new(fail_closed),
             interval_ms: Cell::new(10),
             last_sync_ms: Cell::new(0),
-            month: Cell::new((0, u64::MAX)),
+            month: Cell::new(None),
         })
     }
 
@@ -545,12 +566,13 @@ impl QuotaShard {
             return window::slot(window, now_ms);
         }
         let day = now_ms / window::DAY;
-        let (cached_day, month) = self.month.get();
-        if cached_day == day && month != u64::MAX {
-            return month;
+        if let Some((cached_day, month)) = self.month.get() {
+            if cached_day == day {
+                return month;
+            }
         }
         let month = window::slot(Window::Month, now_ms);
-        self.month.set((day, month));
+        self.month.set(Some((day, month)));
         month
     }
 

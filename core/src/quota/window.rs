@@ -113,6 +113,11 @@ pub fn slot_start(window: Window, slot: u64) -> u64 {
     }
 }
 
+/// Whether `window` slides (weighs in the previous slot); days and months are calendar windows.
+pub fn is_sliding(window: Window) -> bool {
+    sliding_len(window).is_some()
+}
+
 fn sliding_len(window: Window) -> Option<u64> {
     match window {
         Window::Second => Some(SECOND),
