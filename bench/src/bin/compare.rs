@@ -585,16 +585,7 @@ fn measure_all(
     if !losses.is_empty() {
         println!("Sluice loses to nginx (>5%) on: {}", losses.join(", "));
     }
-    if let Some(parent) = out.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
-    }
-    let json = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
-    std::fs::write(&out, json + "\n").map_err(|e| format!("{}: {e}", out.display()))?;
-    println!(
-        "JSON: {} (wall time {:.0} s)",
-        out.display(),
-        started.elapsed().as_secs_f64()
-    );
+    session::write_report(&out, &doc, started)?;
     drop(keep);
     drop(sluice);
     Ok(())

@@ -1,12 +1,13 @@
 //! What both end-to-end benches do around their measurements: pin this process to the load
 //! CPU, build the release binaries (unless told not to), make a scratch directory, and on every
 //! way out (success, error, Ctrl-C) stop the children and remove the scratch directory unless
-//! it is to be kept or something failed.
+//! it is to be kept or something failed; and write the JSON report.
 
 use super::{children, host};
+use serde::Serialize;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A `--duration`-style command-line value (`5s`, `200ms`, `2m`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -57,6 +58,22 @@ pub fn run(
         let _ = std::fs::remove_dir_all(&dir);
     }
     result
+}
+
+/// Writes a bench's JSON report to `out` (creating its directory) and says where, with the
+/// run's wall time.
+pub fn write_report(out: &Path, doc: &impl Serialize, started: Instant) -> Result<(), String> {
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    }
+    let json = serde_json::to_string_pretty(doc).map_err(|e| e.to_string())?;
+    std::fs::write(out, json + "\n").map_err(|e| format!("{}: {e}", out.display()))?;
+    println!(
+        "JSON: {} (wall time {:.0} s)",
+        out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// The process's exit: stops any child left and says what failed.
